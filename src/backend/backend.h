@@ -63,6 +63,12 @@ typedef struct shoal_backend_ops {
      * forget every range inside it. Must synchronize first if kernels may be in flight. */
     void (*unmap)(shoal_backend_t *be, void *base, size_t len);
     shoal_status_t (*matmul_f32)(shoal_backend_t *be, const shoal_matmul_args_t *args, shoal_op_stats_t *stats);
+    /* Placement RESIDENT: the guest names [host, host+len) once; the backend keeps its own copy
+     * (device memory) until resident_drop. Ops with placement RESIDENT read operands that lie
+     * inside a resident range from that copy; guest writes after resident_add are not seen
+     * until the range is added again. Backends without device memory may treat these as no-ops. */
+    shoal_status_t (*resident_add)(shoal_backend_t *be, const void *host, size_t len);
+    void (*resident_drop)(shoal_backend_t *be, const void *host);
     shoal_status_t (*synchronize)(shoal_backend_t *be);
     void (*destroy)(shoal_backend_t *be);
 } shoal_backend_ops_t;
