@@ -1,0 +1,53 @@
+/* quant_impl.h — internal to quant*.c: the prepared-activation layout and the per-ISA kernel tables.
+ *
+ * Prepared activation for integer-dot types (Q4_0, Q4_1, Q8_0), n elements, nb = n / 32 blocks:
+ *   int8  q[n]     at byte 0            quantised values, block b = q[32b .. 32b+31]
+ *   float d[nb]    at byte n            scale: x[i] ~= d[b] * q[i]
+ *   float s[nb]    at byte n + 4 nb     d[b] * sum of the block's q (for the offsets of Q4_0 / Q4_1)
+ * Splitting q from the scales keeps two consecutive blocks in one 64-byte load for AVX-512.
+ * Quantisation is d = amax / 127, q = round_to_nearest_even(x * (127 / amax)) (0 when amax = 0), done
+ * with the same float operations on every ISA so the bytes are identical.
+ * For float types (F32, F16, BF16) the prepared activation is x as f32. */
+#ifndef SHOAL_MODEL_QUANT_IMPL_H
+#define SHOAL_MODEL_QUANT_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define QK 32 /* elements per block of every supported block type */
+
+typedef struct q4_0_block { uint16_t d; uint8_t qs[16]; } q4_0_block;
+typedef struct q4_1_block { uint16_t d, m; uint8_t qs[16]; } q4_1_block;
+typedef struct q8_0_block { uint16_t d; int8_t qs[32]; } q8_0_block;
+_Static_assert(sizeof(q4_0_block) == 18, "Q4_0 block is 18 bytes");
+_Static_assert(sizeof(q4_1_block) == 20, "Q4_1 block is 20 bytes");
+_Static_assert(sizeof(q8_0_block) == 34, "Q8_0 block is 34 bytes");
+
+static inline const int8_t *act_q(const void *act) { return (const int8_t *)act; }
+static inline const float *act_d(const void *act, int64_t n) { return (const float *)((const char *)act + n); }
+static inline const float *act_s(const void *act, int64_t n)
+{
+    return (const float *)((const char *)act + n + 4 * (n / QK));
+}
+
+/* One row's dot; four rows' dots at w, w + stride, w + 2 stride, w + 3 stride into y[0..3]. */
+typedef float (*dot1_fn)(const void *row, const void *act, int64_t n);
+typedef void (*dot4_fn)(const void *w, size_t stride, const void *act, int64_t n, float *y);
+typedef void (*actq_fn)(const float *x, void *act, int64_t n);
+
+typedef struct qkern {
+    dot1_fn dot1;
+    dot4_fn dot4;
+} qkern;
+
+/* Kernel table for a supported type on an ISA; entries may be NULL (caller falls back to scalar). */
+const qkern *shoal_qkern_scalar(uint32_t type);
+const qkern *shoal_qkern_avx2(uint32_t type);
+const qkern *shoal_qkern_avx512(uint32_t type);
+void shoal_act_q8_scalar(const float *x, void *act, int64_t n);
+void shoal_act_q8_avx2(const float *x, void *act, int64_t n);
+void shoal_act_q8_avx512(const float *x, void *act, int64_t n);
+void shoal_fp16_to_fp32_row_f16c(const uint16_t *x, float *y, int64_t n);
+void shoal_fp32_to_fp16_row_f16c(const float *x, uint16_t *y, int64_t n);
+
+#endif
