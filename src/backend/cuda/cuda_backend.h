@@ -1,0 +1,33 @@
+/* cuda_backend.h — CUDA-backend extras beyond the generic ops table, for tests and benchmarks.
+ * Everything else goes through shoal_backend_ops_t (backend/backend.h). */
+#ifndef SHOAL_BACKEND_CUDA_BACKEND_H
+#define SHOAL_BACKEND_CUDA_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/backend.h"
+
+typedef struct shoal_cuda_info {
+    size_t registrations;     /* host ranges currently registered with the driver */
+    size_t registered_bytes;  /* their total size (pinned) */
+    uint64_t register_ns;     /* time spent in cudaHostRegister so far (pinning + populating) */
+    size_t resident_ranges;   /* resident operands held in device memory */
+    size_t resident_bytes;
+    size_t scratch_bytes;     /* device staging buffers kept between ops */
+    bool have_cublas;         /* false: the tiled kernel computes everything */
+    bool dead;                /* a fatal device error disabled the backend */
+} shoal_cuda_info_t;
+
+/* be must come from shoal_cuda_backend_create. */
+void shoal_cuda_backend_info(shoal_backend_t *be, shoal_cuda_info_t *out);
+
+/* Zero-copy matmul WITHOUT staging: the tiled kernel reads A and B straight from mapped guest
+ * memory (each A element ceil(n/64) times over the bus) and writes C in place. Same checks as
+ * matmul_f32 (every operand must lie in mapped ranges and be 4-byte aligned). It exists to
+ * measure what staging buys; args->placement is ignored. */
+shoal_status_t shoal_cuda_matmul_direct(shoal_backend_t *be, const shoal_matmul_args_t *args,
+                                        shoal_op_stats_t *stats);
+
+#endif
