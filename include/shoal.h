@@ -58,6 +58,7 @@ typedef struct shoal_runtime_config {
     shoal_device_kind_t device; /* default SHOAL_DEVICE_CPU */
     int threads;                /* CPU backend threads; <= 0: one per core */
     bool cuda_fallback_cpu;     /* device=cuda but no usable GPU: use the CPU instead of failing */
+    bool enable_fuel;           /* meter guest instructions so instances can be given a fuel budget */
 } shoal_runtime_config_t;
 
 void shoal_runtime_config_init(shoal_runtime_config_t *cfg);
