@@ -319,23 +319,31 @@ static void test_matmul_shapes_placements(void **state)
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         int m = shapes[si][0], n = shapes[si][1], k = shapes[si][2];
         uint8_t *a = r.base + 64, *b = r.base + 5 * MiB + 4, *c = r.base + 10 * MiB + 8;
-        for (int pl = 0; pl < SHOAL_PLACE_COUNT_; pl++) {
+        /* pl == SHOAL_PLACE_COUNT_: ZEROCOPY again, with the un-staged path forced for every m. */
+        for (int pl = 0; pl <= SHOAL_PLACE_COUNT_; pl++) {
             fill(a, (size_t)m * k);
             fill(b, (size_t)k * n);
             poison(c, (size_t)m * n);
+            shoal_cuda_info_t info;
+            shoal_cuda_backend_info(g_be, &info);
+            if (pl == SHOAL_PLACE_COUNT_)
+                shoal_cuda_set_direct_max_m(g_be, UINT32_MAX);
             if (pl == SHOAL_PLACE_RESIDENT) {
                 assert_int_equal(g_be->ops->resident_add(g_be, a, (size_t)m * k * 4), SHOAL_OK);
                 assert_int_equal(g_be->ops->resident_add(g_be, b, (size_t)k * n * 4), SHOAL_OK);
             }
             shoal_op_stats_t st;
             memset(&st, 0xff, sizeof st);
-            assert_int_equal(mm(a, b, c, m, n, k, (shoal_placement_t)pl, &st), SHOAL_OK);
+            assert_int_equal(mm(a, b, c, m, n, k, pl == SHOAL_PLACE_COUNT_ ? SHOAL_PLACE_ZEROCOPY : pl, &st),
+                             SHOAL_OK);
+            shoal_cuda_set_direct_max_m(g_be, info.direct_max_m);
             char what[64];
             snprintf(what, sizeof what, "%dx%dx%d placement %d", m, n, k, pl);
             assert_int_equal(check_mm(a, b, c, m, n, k, what), 0);
             assert_true(st.ns > 0);
             switch (pl) {
             case SHOAL_PLACE_ZEROCOPY:
+            case SHOAL_PLACE_COUNT_:
                 assert_ptr_equal(st.a_used, a);
                 assert_ptr_equal(st.b_used, b);
                 assert_ptr_equal(st.c_used, c);

@@ -22,6 +22,7 @@
 #define MiB ((size_t)1 << 20)
 
 static shoal_backend_t *be;
+static double g_h2d_gbs = 50; /* measured in ceilings() */
 
 static void die(const char *what, shoal_status_t s)
 {
@@ -109,9 +110,9 @@ typedef struct timing {
 } timing_t;
 
 /* Median over reps after warm-up; placement -1 = the un-staged direct kernel. */
-static timing_t time_mm(float *a, float *b, float *c, int s, int placement)
+static timing_t time_mmnk(float *a, float *b, float *c, int m, int n, int k, int placement)
 {
-    shoal_matmul_args_t args = {.a = a, .b = b, .c = c, .m = s, .n = s, .k = s,
+    shoal_matmul_args_t args = {.a = a, .b = b, .c = c, .m = m, .n = n, .k = k,
                                 .placement = placement < 0 ? SHOAL_PLACE_ZEROCOPY : (shoal_placement_t)placement};
     shoal_op_stats_t st;
     uint64_t ns[64];
@@ -130,6 +131,57 @@ static timing_t time_mm(float *a, float *b, float *c, int s, int placement)
     t.min_us = ns[0] / 1e3;
     t.reps = reps;
     return t;
+}
+
+static timing_t time_mm(float *a, float *b, float *c, int s, int placement)
+{
+    return time_mmnk(a, b, c, s, s, s, placement);
+}
+
+/* Decode-like shapes: a few rows against a large B in mapped memory (a weight or a KV block the
+ * guest owns). Staged zero-copy vs the un-staged kernel vs B resident on the device. */
+static void skinny(void)
+{
+    const int ks[] = {1024, 4096}, ms[] = {1, 4, 16, 64};
+    size_t bytes = (size_t)64 * 4096 * 4 * 2 + (size_t)4096 * 4096 * 4 + 3 * 65536;
+    bytes = (bytes + 65535) & ~(size_t)65535;
+    uint8_t *base = reserve(bytes, bytes);
+    OK("map", be->ops->map(be, base, bytes));
+    float *b = (float *)base, *a = (float *)(base + (size_t)4096 * 4096 * 4 + 65536),
+          *c = (float *)(base + (size_t)4096 * 4096 * 4 + 65536 + (size_t)64 * 4096 * 4 + 65536);
+    shoal_cuda_info_t info;
+    shoal_cuda_backend_info(be, &info);
+    printf("## Skinny shapes (m x k) @ (k x k): B in mapped guest memory, median us\n\n");
+    printf("| m | k=n | zero-copy staged | un-staged direct | B resident | copy | B over PCIe us | errors |\n"
+           "|---|---|---|---|---|---|---|---|\n");
+    for (size_t ki = 0; ki < 2; ki++)
+        for (size_t mi = 0; mi < 4; mi++) {
+            int m = ms[mi], k = ks[ki], n = k;
+            fill(a, (size_t)m * k);
+            fill(b, (size_t)k * n);
+            size_t bad = 0, chk;
+            shoal_cuda_set_direct_max_m(be, 0);
+            poison(c, (size_t)m * n);
+            timing_t zs = time_mmnk(a, b, c, m, n, k, SHOAL_PLACE_ZEROCOPY);
+            bad += errors(a, b, c, m, n, k, &chk);
+            poison(c, (size_t)m * n);
+            timing_t di = time_mmnk(a, b, c, m, n, k, -1);
+            bad += errors(a, b, c, m, n, k, &chk);
+            shoal_cuda_set_direct_max_m(be, info.direct_max_m);
+            OK("resident B", be->ops->resident_add(be, b, (size_t)k * n * 4));
+            poison(c, (size_t)m * n);
+            timing_t rs = time_mmnk(a, b, c, m, n, k, SHOAL_PLACE_RESIDENT);
+            bad += errors(a, b, c, m, n, k, &chk);
+            be->ops->resident_drop(be, b);
+            timing_t cp = time_mmnk(a, b, c, m, n, k, SHOAL_PLACE_COPY);
+            bad += errors(a, b, c, m, n, k, &chk);
+            printf("| %d | %d | %.1f | %.1f | %.1f | %.1f | %.1f | %zu |\n", m, k, zs.med_us, di.med_us, rs.med_us,
+                   cp.med_us, (double)k * n * 4 / (g_h2d_gbs * 1e3), bad);
+            fflush(stdout);
+        }
+    printf("\n(default direct_max_m = %u: ZEROCOPY with m <= that runs un-staged)\n\n", info.direct_max_m);
+    be->ops->unmap(be, base, bytes);
+    munmap(base, bytes);
 }
 
 static void ceilings(void)
@@ -167,6 +219,22 @@ static void ceilings(void)
         best_d2h = ms < best_d2h ? ms : best_d2h;
     }
     CUOK(cudaGetLastError());
+    /* The peers' transfers: pageable (malloc'd, already faulted in) host memory. */
+    void *pg = malloc(bytes);
+    memset(pg, 2, bytes);
+    float best_ph2d = 1e9, best_pd2h = 1e9;
+    for (int i = 0; i < 3; i++) {
+        uint64_t t0 = shoal_now_ns();
+        CUOK(cudaMemcpy(d0, pg, bytes, cudaMemcpyHostToDevice));
+        ms = (shoal_now_ns() - t0) / 1e6f;
+        best_ph2d = ms < best_ph2d ? ms : best_ph2d;
+        t0 = shoal_now_ns();
+        CUOK(cudaMemcpy(pg, d0, bytes, cudaMemcpyDeviceToHost));
+        ms = (shoal_now_ns() - t0) / 1e6f;
+        best_pd2h = ms < best_pd2h ? ms : best_pd2h;
+    }
+    free(pg);
+    g_h2d_gbs = bytes / (best_h2d * 1e6);
     /* cuBLAS SGEMM on device-only operands, 4096^3, random data. */
     int s = 4096;
     float *hx = malloc((size_t)s * s * 4);
@@ -200,6 +268,8 @@ static void ceilings(void)
     printf("| device-to-device copy, 512 MiB (read+write) | %.0f GB/s |\n", 2.0 * bytes / (best_d2d * 1e6));
     printf("| pinned (registered) host -> device DMA, 512 MiB | %.1f GB/s |\n", bytes / (best_h2d * 1e6));
     printf("| device -> pinned host DMA, 512 MiB | %.1f GB/s |\n", bytes / (best_d2h * 1e6));
+    printf("| pageable host -> device / device -> pageable host, 512 MiB | %.1f / %.1f GB/s |\n",
+           bytes / (best_ph2d * 1e6), bytes / (best_pd2h * 1e6));
     printf("| cuBLAS SGEMM 4096^3, device operands, fp32 | %.1f TFLOP/s (%.2f ms) |\n", fl / (best_gemm * 1e9),
            best_gemm);
     printf("| shoal tiled SGEMM 4096^3, device operands | %.1f TFLOP/s (%.2f ms) |\n\n", fl / (best_tiled * 1e9),
@@ -334,8 +404,8 @@ static void latency(int max_size)
     OK("map", be->ops->map(be, base, bytes));
     float *a = (float *)base, *b = (float *)(base + maxe * 4 + 4096), *c = (float *)(base + 2 * (maxe * 4 + 4096));
     printf("## Latency, square f32 matmul C = A @ B, median of reps, end to end (synchronised)\n\n");
-    printf("| n | zero-copy us | copy us | resident us | un-staged us | zc GFLOP/s | copy RSS MB | zc RSS MB | "
-           "errors (checked) |\n|---|---|---|---|---|---|---|---|---|\n");
+    printf("| n | zero-copy us | copy us | resident us | un-staged us | zc - resident us | A+B over PCIe us | "
+           "zc GFLOP/s | copy RSS MB | zc RSS MB | errors (checked) |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (int s = 128; s <= max_size; s *= 2) {
         size_t n = (size_t)s * s;
         fill(a, n);
@@ -357,9 +427,10 @@ static void latency(int max_size)
                 be->ops->resident_drop(be, b);
             }
         }
-        printf("| %d | %.1f | %.1f | %.1f | %.1f | %.0f | %+.2f | %+.3f | %zu (%zu) |\n", s, t[0].med_us, t[1].med_us,
-               t[2].med_us, t[3].med_us, 2.0 * s * s * s / (t[0].med_us * 1e3), t[1].first.rss_growth / 1e6,
-               t[0].first.rss_growth / 1e6, bad, checked);
+        printf("| %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f | %+.2f | %+.3f | %zu (%zu) |\n", s, t[0].med_us,
+               t[1].med_us, t[2].med_us, t[3].med_us, t[0].med_us - t[2].med_us, 2.0 * n * 4 / (g_h2d_gbs * 1e3),
+               2.0 * s * s * s / (t[0].med_us * 1e3), t[1].first.rss_growth / 1e6, t[0].first.rss_growth / 1e6, bad,
+               checked);
         fflush(stdout);
     }
     printf("\n");
@@ -380,6 +451,8 @@ int main(int argc, char **argv)
         seed();
     }
     latency(max_size);
+    if (!lat_only)
+        skinny();
     shoal_cuda_backend_info(be, &info);
     printf("backend after run: %zu registrations, dead=%d, cuBLAS=%d, scratch %.1f MB\n", info.registrations,
            info.dead, info.have_cublas, info.scratch_bytes / 1e6);

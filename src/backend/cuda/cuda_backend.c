@@ -49,6 +49,7 @@ typedef struct cuda_backend {
     size_t scratch_cap[SCRATCH_N];
     size_t registered_bytes, resident_bytes;
     uint64_t register_ns;
+    uint32_t direct_max_m; /* ZEROCOPY with m <= this reads mapped operands in place, un-staged */
     bool dead;
     char dead_msg[512];
     char desc[256];
@@ -344,7 +345,7 @@ static shoal_status_t mm_zerocopy(cuda_backend_t *be, const shoal_matmul_args_t 
 }
 
 static shoal_status_t mm_copy(cuda_backend_t *be, const shoal_matmul_args_t *x, const mm_shape_t *sh,
-                              shoal_op_stats_t *st, int64_t rss0)
+                              shoal_op_stats_t *st, int64_t rss0, uint64_t *probe_ns)
 {
     /* A fresh staging buffer per op, as a peer allocates a host tensor per set_input; mmap so the
      * RSS it costs is what is measured (malloc's reuse would hide it). */
@@ -372,7 +373,9 @@ static shoal_status_t mm_copy(cuda_backend_t *be, const shoal_matmul_args_t *x, 
         s = cu_fail(be, e, "cudaMemcpyAsync (download of the result)");
         goto out;
     }
+    uint64_t p0 = shoal_now_ns();
     st->rss_growth = shoal_rss_bytes() - rss0; /* staging + device buffers, all exposed now */
+    *probe_ns = shoal_now_ns() - p0;            /* measuring is not part of the op */
     memcpy(x->c, stg + sh->ba + sh->bb, sh->bc);
     st->bytes_copied = total;
     st->a_used = be->scratch[SCRATCH_A];
@@ -419,6 +422,32 @@ static shoal_status_t mm_resident(cuda_backend_t *be, const shoal_matmul_args_t 
     return SHOAL_OK;
 }
 
+static bool is_float_aligned(const shoal_matmul_args_t *x)
+{
+    return (((uintptr_t)x->a | (uintptr_t)x->b | (uintptr_t)x->c) & 3u) == 0;
+}
+
+/* Un-staged: the tiled kernel reads A and B in place over the bus and writes C in place. With
+ * m <= 64 every B element crosses the bus once and A (m x k, small) ceil(n/64) times, with one
+ * launch instead of three copies and a GEMM: the shape of a decode step (m = 1). */
+static shoal_status_t mm_direct(cuda_backend_t *be, const shoal_matmul_args_t *x, const mm_shape_t *sh,
+                                shoal_op_stats_t *st)
+{
+    shoal_status_t s;
+    if ((s = require_mapped(be, "A", x->a, sh->ba)) || (s = require_mapped(be, "B", x->b, sh->bb)) ||
+        (s = require_mapped(be, "C", x->c, sh->bc)))
+        return s;
+    cudaError_t e = shoal_cuda_sgemm_tiled(x->a, x->b, x->c, sh->m, sh->n, sh->k, be->stream);
+    if (e == cudaSuccess)
+        e = cudaStreamSynchronize(be->stream);
+    if (e != cudaSuccess)
+        return cu_fail(be, e, "tiled sgemm on mapped memory");
+    st->a_used = x->a;
+    st->b_used = x->b;
+    st->c_used = x->c;
+    return SHOAL_OK;
+}
+
 static shoal_status_t cuda_matmul(shoal_backend_t *b, const shoal_matmul_args_t *args, shoal_op_stats_t *stats)
 {
     cuda_backend_t *be = cb(b);
@@ -435,8 +464,8 @@ static shoal_status_t cuda_matmul(shoal_backend_t *b, const shoal_matmul_args_t 
         goto out;
     }
     cudaSetDevice(be->dev);
-    uint64_t t0 = shoal_now_ns();
     int64_t rss0 = shoal_rss_bytes();
+    uint64_t probe_ns = 0, t0 = shoal_now_ns();
     if (sh.m == 0 || sh.n == 0) {
         /* nothing to write */
     } else if (sh.k == 0) {
@@ -444,13 +473,16 @@ static shoal_status_t cuda_matmul(shoal_backend_t *b, const shoal_matmul_args_t 
         st.c_used = args->c;
     } else {
         switch (args->placement) {
-        case SHOAL_PLACE_ZEROCOPY: s = mm_zerocopy(be, args, &sh, &st); break;
-        case SHOAL_PLACE_COPY: s = mm_copy(be, args, &sh, &st, rss0); break;
+        case SHOAL_PLACE_ZEROCOPY:
+            s = (uint32_t)sh.m <= be->direct_max_m && is_float_aligned(args) ? mm_direct(be, args, &sh, &st)
+                                                                              : mm_zerocopy(be, args, &sh, &st);
+            break;
+        case SHOAL_PLACE_COPY: s = mm_copy(be, args, &sh, &st, rss0, &probe_ns); break;
         case SHOAL_PLACE_RESIDENT: s = mm_resident(be, args, &sh, &st); break;
         default: s = shoal_fail(SHOAL_E_INVALID, "cuda: unknown placement"); break;
         }
     }
-    st.ns = shoal_now_ns() - t0;
+    st.ns = shoal_now_ns() - t0 - probe_ns;
     if (args->placement != SHOAL_PLACE_COPY)
         st.rss_growth = shoal_rss_bytes() - rss0;
     if (s == SHOAL_OK && stats)
@@ -467,7 +499,7 @@ shoal_status_t shoal_cuda_matmul_direct(shoal_backend_t *b, const shoal_matmul_a
     shoal_status_t s = check_args(args, &sh);
     if (s)
         return s;
-    if (((uintptr_t)args->a | (uintptr_t)args->b | (uintptr_t)args->c) & 3u)
+    if (!is_float_aligned(args))
         return shoal_fail(SHOAL_E_INVALID, "cuda: direct matmul needs 4-byte aligned operands");
     shoal_op_stats_t st = {0};
     pthread_mutex_lock(&be->mu);
@@ -476,28 +508,25 @@ shoal_status_t shoal_cuda_matmul_direct(shoal_backend_t *b, const shoal_matmul_a
         goto out;
     }
     cudaSetDevice(be->dev);
-    uint64_t t0 = shoal_now_ns();
     int64_t rss0 = shoal_rss_bytes();
-    if ((s = require_mapped(be, "A", args->a, sh.ba)) || (s = require_mapped(be, "B", args->b, sh.bb)) ||
-        (s = require_mapped(be, "C", args->c, sh.bc)))
+    uint64_t t0 = shoal_now_ns();
+    if (sh.m > 0 && sh.n > 0 && (s = mm_direct(be, args, &sh, &st)))
         goto out;
-    cudaError_t e = shoal_cuda_sgemm_tiled(args->a, args->b, args->c, sh.m, sh.n, sh.k, be->stream);
-    if (e == cudaSuccess)
-        e = cudaStreamSynchronize(be->stream);
-    if (e != cudaSuccess) {
-        s = cu_fail(be, e, "tiled sgemm on mapped memory");
-        goto out;
-    }
     st.ns = shoal_now_ns() - t0;
     st.rss_growth = shoal_rss_bytes() - rss0;
-    st.a_used = args->a;
-    st.b_used = args->b;
-    st.c_used = args->c;
     if (stats)
         *stats = st;
 out:
     pthread_mutex_unlock(&be->mu);
     return s;
+}
+
+void shoal_cuda_set_direct_max_m(shoal_backend_t *b, uint32_t max_m)
+{
+    cuda_backend_t *be = cb(b);
+    pthread_mutex_lock(&be->mu);
+    be->direct_max_m = max_m;
+    pthread_mutex_unlock(&be->mu);
 }
 
 /* ------------------------------------------------------------------ resident operands */
@@ -637,6 +666,7 @@ void shoal_cuda_backend_info(shoal_backend_t *b, shoal_cuda_info_t *out)
         .resident_ranges = be->resident.n,
         .resident_bytes = be->resident_bytes,
         .scratch_bytes = be->scratch_cap[0] + be->scratch_cap[1] + be->scratch_cap[2],
+        .direct_max_m = be->direct_max_m,
         .have_cublas = be->blas != NULL,
         .dead = be->dead,
     };

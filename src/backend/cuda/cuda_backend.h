@@ -16,6 +16,7 @@ typedef struct shoal_cuda_info {
     size_t resident_ranges;   /* resident operands held in device memory */
     size_t resident_bytes;
     size_t scratch_bytes;     /* device staging buffers kept between ops */
+    uint32_t direct_max_m;    /* see shoal_cuda_set_direct_max_m */
     bool have_cublas;         /* false: the tiled kernel computes everything */
     bool dead;                /* a fatal device error disabled the backend */
 } shoal_cuda_info_t;
@@ -29,5 +30,9 @@ void shoal_cuda_backend_info(shoal_backend_t *be, shoal_cuda_info_t *out);
  * measure what staging buys; args->placement is ignored. */
 shoal_status_t shoal_cuda_matmul_direct(shoal_backend_t *be, const shoal_matmul_args_t *args,
                                         shoal_op_stats_t *stats);
+
+/* ZEROCOPY matmuls with m <= max_m use the un-staged path above instead of staging (0: never).
+ * For benchmarks and tuning; the default is set from measurements (bench/RESULTS-cuda.md). */
+void shoal_cuda_set_direct_max_m(shoal_backend_t *be, uint32_t max_m);
 
 #endif
