@@ -59,5 +59,18 @@ timeout 240 $B/seed_bench $MAX > $OUT/bench.md 2>&1
 echo "bench rc=$?" | tee -a $OUT/bench.md
 timeout 120 $B/seed_bench $MAX lat > $OUT/bench2.md 2>&1
 echo "bench2 rc=$?" | tee -a $OUT/bench2.md
+# The CLI's own benchmark through the Wasm guest, when a build made elsewhere was carried along
+# (build-cuda/shoal, build-cuda/guests, .deps/wasmtime/lib).
+if [ -x build-cuda/shoal ] && [ -f .deps/wasmtime/lib/libwasmtime.so ]; then
+    export LD_LIBRARY_PATH=$PWD/.deps/wasmtime/lib:$CUDA/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    export SHOAL_GUESTS=$PWD/build-cuda/guests
+    {
+        timeout 300 build-cuda/shoal bench zerocopy --device cuda --sizes 128,256,512,1024,2048,4096
+        echo "cli bench rc=$?"
+        timeout 60 build-cuda/shoal bench zerocopy --device auto --sizes 128 --placements zerocopy --no-rss | head -4
+    } > $OUT/cli_bench.txt 2>&1
+fi
+
 cat $OUT/bench.md
 tail -12 $OUT/bench2.md
+[ -f $OUT/cli_bench.txt ] && cat $OUT/cli_bench.txt
