@@ -480,6 +480,56 @@ static void test_unmap_then_reuse_and_resident(void **state)
     region_free(&r);
 }
 
+static void test_lazy_registration(void **state)
+{
+    (void)state;
+    need_gpu();
+    const size_t MiB = 1u << 20;
+    assert_int_equal(shoal_cuda_set_lazy_registration(g_be, 1000), SHOAL_E_INVALID); /* not page-sized */
+    assert_int_equal(shoal_cuda_set_lazy_registration(g_be, MiB), SHOAL_OK);
+    region_t r = region_new(64 * MiB, 8 * MiB);
+    assert_int_equal(g_be->ops->map(g_be, r.base, r.accessible), SHOAL_OK);
+    shoal_cuda_info_t info;
+    shoal_cuda_backend_info(g_be, &info);
+    assert_int_equal(info.registrations, 0); /* nothing pinned until a kernel needs it */
+    assert_int_equal(info.mapped_bytes, 8 * MiB);
+    assert_int_equal(shoal_cuda_set_lazy_registration(g_be, 0), SHOAL_E_INVALID); /* memory is mapped */
+
+    const int m = 77, n = 129, k = 65;
+    uint8_t *a = r.base + MiB - 8000; /* chunks 0 and 1 */
+    uint8_t *b = r.base + 5 * MiB;    /* chunk 5 */
+    uint8_t *c = r.base + 3 * MiB;    /* chunk 3 */
+    for (int rep = 0; rep < 2; rep++) {
+        fill(a, (size_t)m * k);
+        fill(b, (size_t)k * n);
+        poison(c, (size_t)m * n);
+        assert_int_equal(mm(a, b, c, m, n, k, SHOAL_PLACE_ZEROCOPY, NULL), SHOAL_OK);
+        assert_int_equal(check_mm(a, b, c, m, n, k, "lazy"), 0);
+        shoal_cuda_backend_info(g_be, &info);
+        assert_int_equal(info.registrations, 4);
+        assert_int_equal(info.registered_bytes, 4 * MiB);
+    }
+    /* A grown increment is recorded, not pinned; C straddles the old end and the new range. */
+    region_grow(&r, 3 * MiB);
+    shoal_cuda_backend_info(g_be, &info);
+    assert_int_equal(info.registrations, 4);
+    c = r.base + 8 * MiB - 4000;
+    poison(c, (size_t)m * n);
+    assert_int_equal(mm(a, b, c, m, n, k, SHOAL_PLACE_ZEROCOPY, NULL), SHOAL_OK);
+    assert_int_equal(check_mm(a, b, c, m, n, k, "lazy across grow"), 0);
+    shoal_cuda_backend_info(g_be, &info);
+    assert_int_equal(info.registrations, 6);
+    /* Unmapped memory is still refused before anything is registered or launched. */
+    assert_int_equal(mm(a, b, r.base + r.accessible - 4, m, n, k, SHOAL_PLACE_ZEROCOPY, NULL), SHOAL_E_BOUNDS);
+    shoal_cuda_backend_info(g_be, &info);
+    assert_int_equal(info.registrations, 6);
+    region_free(&r);
+    shoal_cuda_backend_info(g_be, &info);
+    assert_int_equal(info.registrations, 0);
+    assert_int_equal(info.mapped_bytes, 0);
+    assert_int_equal(shoal_cuda_set_lazy_registration(g_be, 0), SHOAL_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -489,6 +539,7 @@ int main(void)
         cmocka_unit_test(test_matmul_shapes_placements),
         cmocka_unit_test(test_unmapped_operands_refused),
         cmocka_unit_test(test_unmap_then_reuse_and_resident),
+        cmocka_unit_test(test_lazy_registration),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "backend/backend.h"
 #include "backend/cuda/cuda_backend.h"
@@ -43,7 +44,9 @@ typedef struct cuda_backend {
     int dev;
     cudaStream_t stream;
     cublasHandle_t blas; /* NULL when cuBLAS could not start: the tiled kernel is used */
-    shoal_range_set_t regs;     /* host ranges registered with the driver */
+    shoal_range_set_t acc;      /* host ranges map() made known: guest memory the device may touch */
+    shoal_range_set_t regs;     /* host ranges registered with the driver (all of acc unless lazy) */
+    size_t lazy_chunk;          /* 0: map() registers at once; else chunks are registered on first use */
     shoal_range_set_t resident; /* host range -> device copy (payload) */
     void *scratch[SCRATCH_N];
     size_t scratch_cap[SCRATCH_N];
@@ -157,13 +160,45 @@ static shoal_status_t copy_guest(cuda_backend_t *be, void *dev, uintptr_t host, 
     return SHOAL_OK;
 }
 
+static shoal_status_t register_range(cuda_backend_t *be, uintptr_t p, size_t len);
+
+/* Lazy mode: registers the chunks of mapped memory that [p, p+len) touches and that are not
+ * registered yet. Chunks are aligned to the start of their mapped range (a grown increment is
+ * its own range), so they never overlap one another or an eager registration. */
+static shoal_status_t register_touched(cuda_backend_t *be, uintptr_t p, size_t len)
+{
+    uintptr_t end = p + (len ? len : 1);
+    for (size_t i = shoal_range_set_first_overlap(&be->acc, p, end); i < be->acc.n && be->acc.v[i].base < end; i++) {
+        uintptr_t rb = be->acc.v[i].base, re = rb + be->acc.v[i].len;
+        uintptr_t lo = p > rb ? p : rb, hi = end < re ? end : re;
+        for (uintptr_t c = rb + (lo - rb) / be->lazy_chunk * be->lazy_chunk; c < hi; c += be->lazy_chunk) {
+            if (shoal_range_set_find(&be->regs, c) >= 0)
+                continue;
+            size_t clen = re - c < be->lazy_chunk ? re - c : be->lazy_chunk;
+            shoal_status_t s = register_range(be, c, clen);
+            if (s)
+                return s;
+        }
+    }
+    return SHOAL_OK;
+}
+
 static shoal_status_t require_mapped(cuda_backend_t *be, const char *what, const void *p, size_t len)
 {
-    if (!shoal_range_set_covers(&be->regs, (uintptr_t)p, len))
+    if (!shoal_range_set_covers(&be->acc, (uintptr_t)p, len))
         return shoal_fail(SHOAL_E_BOUNDS,
                           "cuda: operand %s [%p, +%zu bytes) is not inside guest memory mapped to the device; "
                           "nothing was launched",
                           what, p, len);
+    if (shoal_range_set_covers(&be->regs, (uintptr_t)p, len))
+        return SHOAL_OK;
+    shoal_status_t s = be->lazy_chunk ? register_touched(be, (uintptr_t)p, len) : SHOAL_OK;
+    if (s)
+        return s;
+    /* Belt and braces: nothing reaches the device unless every byte is registered. */
+    if (!shoal_range_set_covers(&be->regs, (uintptr_t)p, len))
+        return shoal_fail(SHOAL_E_DEVICE, "cuda: operand %s [%p, +%zu bytes) is mapped but not registered; "
+                                          "nothing was launched", what, p, len);
     return SHOAL_OK;
 }
 
@@ -202,6 +237,40 @@ static shoal_status_t gemm(cuda_backend_t *be, const float *a, const float *b, f
 
 /* ------------------------------------------------------------------ map / unmap */
 
+/* Registers [p, p+len) with the driver and checks that the device sees it at the same address.
+ * Pinning populates the pages: the RSS cost of untouched memory is paid here. */
+static shoal_status_t register_range(cuda_backend_t *be, uintptr_t p, size_t len)
+{
+    void *base = (void *)p;
+    uint64_t t0 = shoal_now_ns();
+    cudaError_t e = cudaHostRegister(base, len, cudaHostRegisterMapped);
+    be->register_ns += shoal_now_ns() - t0;
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return shoal_fail(SHOAL_E_DEVICE,
+                          "cuda: cannot register guest memory [%p, +%zu) with the driver (cudaHostRegister: %s, %s); "
+                          "the GPU cannot see these bytes",
+                          base, len, cudaGetErrorName(e), cudaGetErrorString(e));
+    }
+    void *dp = NULL;
+    e = cudaHostGetDevicePointer(&dp, base, 0);
+    if (e != cudaSuccess || dp != base) {
+        (void)cudaGetLastError();
+        cudaHostUnregister(base);
+        return shoal_fail(SHOAL_E_DEVICE,
+                          "cuda: registered [%p, +%zu) but its device address is %p (%s): zero-copy needs the device "
+                          "to use the host's addresses (unified addressing)",
+                          base, len, dp, cudaGetErrorName(e));
+    }
+    shoal_status_t st = shoal_range_set_add(&be->regs, p, len, NULL);
+    if (st != SHOAL_OK) {
+        cudaHostUnregister(base);
+        return st;
+    }
+    be->registered_bytes += len;
+    return SHOAL_OK;
+}
+
 static shoal_status_t cuda_map(shoal_backend_t *b, void *base, size_t len)
 {
     cuda_backend_t *be = cb(b);
@@ -220,42 +289,21 @@ static shoal_status_t cuda_map(shoal_backend_t *b, void *base, size_t len)
         st = shoal_fail(SHOAL_E_INVALID, "cuda: map range [%p, +%zu) wraps", base, len);
         goto out;
     }
-    size_t o = shoal_range_set_first_overlap(&be->regs, p, p + len);
-    if (o < be->regs.n) {
+    size_t o = shoal_range_set_first_overlap(&be->acc, p, p + len);
+    if (o < be->acc.n) {
         /* The driver refuses this too ("already mapped"); say which range holds it. */
         st = shoal_fail(SHOAL_E_INVALID, "cuda: [%p, +%zu) overlaps [%p, +%zu), which is already mapped", base, len,
-                        (void *)be->regs.v[o].base, be->regs.v[o].len);
+                        (void *)be->acc.v[o].base, be->acc.v[o].len);
         goto out;
     }
     cudaSetDevice(be->dev);
-    uint64_t t0 = shoal_now_ns();
-    cudaError_t e = cudaHostRegister(base, len, cudaHostRegisterMapped);
-    be->register_ns += shoal_now_ns() - t0;
-    if (e != cudaSuccess) {
-        (void)cudaGetLastError();
-        st = shoal_fail(SHOAL_E_DEVICE,
-                        "cuda: cannot register guest memory [%p, +%zu) with the driver (cudaHostRegister: %s, %s); "
-                        "the GPU cannot see these bytes",
-                        base, len, cudaGetErrorName(e), cudaGetErrorString(e));
+    if (!be->lazy_chunk && (st = register_range(be, p, len)))
         goto out;
-    }
-    void *dp = NULL;
-    e = cudaHostGetDevicePointer(&dp, base, 0);
-    if (e != cudaSuccess || dp != base) {
-        (void)cudaGetLastError();
+    if ((st = shoal_range_set_add(&be->acc, p, len, NULL)) && !be->lazy_chunk) {
         cudaHostUnregister(base);
-        st = shoal_fail(SHOAL_E_DEVICE,
-                        "cuda: registered [%p, +%zu) but its device address is %p (%s): zero-copy needs the device "
-                        "to use the host's addresses (unified addressing)",
-                        base, len, dp, cudaGetErrorName(e));
-        goto out;
+        shoal_range_set_remove(&be->regs, (size_t)shoal_range_set_find_base(&be->regs, p));
+        be->registered_bytes -= len;
     }
-    st = shoal_range_set_add(&be->regs, p, len, NULL);
-    if (st != SHOAL_OK) {
-        cudaHostUnregister(base);
-        goto out;
-    }
-    be->registered_bytes += len;
 out:
     pthread_mutex_unlock(&be->mu);
     return st;
@@ -278,6 +326,8 @@ static void forget_range(cuda_backend_t *be, uintptr_t lo, uintptr_t hi)
         be->registered_bytes -= be->regs.v[i].len;
         shoal_range_set_remove(&be->regs, i);
     }
+    while ((i = shoal_range_set_first_overlap(&be->acc, lo, hi)) < be->acc.n)
+        shoal_range_set_remove(&be->acc, i);
 }
 
 static void cuda_unmap(shoal_backend_t *b, void *base, size_t len)
@@ -650,9 +700,35 @@ static void cuda_destroy(shoal_backend_t *b)
     cudaStreamDestroy(be->stream);
     (void)cudaGetLastError();
     shoal_range_set_free(&be->regs);
+    shoal_range_set_free(&be->acc);
     shoal_range_set_free(&be->resident);
     pthread_mutex_destroy(&be->mu);
     free(be);
+}
+
+static size_t mapped_bytes(const cuda_backend_t *be)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < be->acc.n; i++)
+        n += be->acc.v[i].len;
+    return n;
+}
+
+shoal_status_t shoal_cuda_set_lazy_registration(shoal_backend_t *b, size_t chunk)
+{
+    cuda_backend_t *be = cb(b);
+    long page = sysconf(_SC_PAGESIZE);
+    if (chunk && (page <= 0 || chunk % (size_t)page))
+        return shoal_fail(SHOAL_E_INVALID, "cuda: lazy registration chunk %zu is not a multiple of the page size",
+                          chunk);
+    pthread_mutex_lock(&be->mu);
+    shoal_status_t s = SHOAL_OK;
+    if (be->acc.n)
+        s = shoal_fail(SHOAL_E_INVALID, "cuda: the registration mode can change only while no memory is mapped");
+    else
+        be->lazy_chunk = chunk;
+    pthread_mutex_unlock(&be->mu);
+    return s;
 }
 
 void shoal_cuda_backend_info(shoal_backend_t *b, shoal_cuda_info_t *out)
@@ -660,6 +736,8 @@ void shoal_cuda_backend_info(shoal_backend_t *b, shoal_cuda_info_t *out)
     cuda_backend_t *be = cb(b);
     pthread_mutex_lock(&be->mu);
     *out = (shoal_cuda_info_t){
+        .mapped_bytes = mapped_bytes(be),
+        .lazy_chunk = be->lazy_chunk,
         .registrations = be->regs.n,
         .registered_bytes = be->registered_bytes,
         .register_ns = be->register_ns,
