@@ -2,7 +2,8 @@
  *
  * How the guest's bytes reach the GPU (see DESIGN, "CUDA backend"): map() registers each
  * accessible range with cudaHostRegister(Mapped) and checks that the device address equals the
- * host address, so a guest pointer means the same bytes to the CPU and to the GPU. Before any
+ * host address, so a guest pointer means the same bytes to the CPU and to the GPU (optionally
+ * lazily: chunks registered when an op first touches them). Before any
  * device work touches a host range, the range must be covered by registrations (possibly several
  * adjacent ones after memory.grow); otherwise the op fails with SHOAL_E_BOUNDS and nothing is
  * launched, because a kernel touching unregistered memory raises a sticky error that would break
