@@ -116,27 +116,35 @@ static shoal_status_t get_flag(const shoal_gguf_t *g, const char *key, bool dflt
     return s ? shoal_fail_wrap(SHOAL_E_FORMAT, "tokenizer") : SHOAL_OK;
 }
 
-static shoal_status_t pick_pre(shoal_tokenizer_t *t, const char *p, size_t n)
+/* Pre-tokenizer names as llama.cpp knows them, grouped by the split rules they use. The llama3
+ * names also skip merges for pre-tokens that are whole tokens and default to adding BOS. */
+static const struct pre_name {
+    const char *name;
+    tok_pre_t pre;
+    bool ignore_merges, add_bos;
+} k_pre_names[] = {
+    {"gpt-2", TOK_PRE_GPT2, false, false},      {"gpt2", TOK_PRE_GPT2, false, false},
+    {"phi-2", TOK_PRE_GPT2, false, false},      {"mpt", TOK_PRE_GPT2, false, false},
+    {"olmo", TOK_PRE_GPT2, false, false},       {"jais", TOK_PRE_GPT2, false, false},
+    {"trillion", TOK_PRE_GPT2, false, false},   {"granite-docling", TOK_PRE_GPT2, false, false},
+    {"smollm", TOK_PRE_SMOLLM, false, false},   {"starcoder", TOK_PRE_SMOLLM, false, false},
+    {"refact", TOK_PRE_SMOLLM, false, false},   {"command-r", TOK_PRE_SMOLLM, false, false},
+    {"codeshell", TOK_PRE_SMOLLM, false, false}, {"exaone", TOK_PRE_SMOLLM, false, false},
+    {"minerva-7b", TOK_PRE_SMOLLM, false, false}, {"mellum2", TOK_PRE_SMOLLM, false, false},
+    {"llama3", TOK_PRE_LLAMA3, true, true},     {"llama-v3", TOK_PRE_LLAMA3, true, true},
+    {"llama-bpe", TOK_PRE_LLAMA3, true, true},  {"falcon3", TOK_PRE_LLAMA3, true, true},
+    {"falcon-h1", TOK_PRE_LLAMA3, true, true},  {"pixtral", TOK_PRE_LLAMA3, true, true},
+    {"midm-2.0", TOK_PRE_LLAMA3, true, true},   {"lfm2", TOK_PRE_LLAMA3, true, true},
+    {"dbrx", TOK_PRE_LLAMA3, false, false},     {"smaug-bpe", TOK_PRE_LLAMA3, false, false},
+};
+
+static shoal_status_t pick_pre(shoal_tokenizer_t *t, const char *p, size_t n, bool *add_bos_default)
 {
-    static const char *const gpt2[] = {"gpt2", "mpt", "olmo", "jais", "trillion", "granite-docling", NULL};
-    static const char *const smollm[] = {"smollm", "starcoder", "refact", "command-r", "codeshell", "exaone",
-                                         "minerva-7b", NULL};
-    static const char *const llama3[] = {"llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral",
-                                         "midm-2.0", "lfm2", "dbrx", "smaug-bpe", NULL};
-    for (int i = 0; gpt2[i]; i++)
-        if (str_is(p, n, gpt2[i])) {
-            t->pre = TOK_PRE_GPT2;
-            return SHOAL_OK;
-        }
-    for (int i = 0; smollm[i]; i++)
-        if (str_is(p, n, smollm[i])) {
-            t->pre = TOK_PRE_SMOLLM;
-            return SHOAL_OK;
-        }
-    for (int i = 0; llama3[i]; i++)
-        if (str_is(p, n, llama3[i])) {
-            t->pre = TOK_PRE_LLAMA3;
-            t->ignore_merges = true;
+    for (size_t i = 0; i < sizeof k_pre_names / sizeof k_pre_names[0]; i++)
+        if (str_is(p, n, k_pre_names[i].name)) {
+            t->pre = k_pre_names[i].pre;
+            t->ignore_merges = k_pre_names[i].ignore_merges;
+            *add_bos_default = k_pre_names[i].add_bos;
             return SHOAL_OK;
         }
     return shoal_fail(SHOAL_E_UNSUPPORTED, "tokenizer: pre-tokenizer '%.*s' is not supported (gpt2, smollm, llama3 "
@@ -183,6 +191,10 @@ static shoal_status_t load_vocab(shoal_tokenizer_t *t, const shoal_gguf_t *g)
         const char *p;
         size_t l;
         shoal_gguf_array_string(&toks, (uint64_t)i, &p, &l);
+        /* The reference reads token strings as C strings: a NUL ends the token. */
+        const char *nul = memchr(p, 0, l);
+        if (nul)
+            l = (size_t)(nul - p);
         memcpy(t->arena + at, p, l);
         t->off[i] = at;
         t->len[i] = (uint32_t)l;
@@ -388,10 +400,11 @@ shoal_status_t shoal_tokenizer_new_from_gguf(const shoal_gguf_t *g, shoal_tokeni
     shoal_tokenizer_t *t = calloc(1, sizeof *t);
     if (!t)
         return shoal_fail(SHOAL_E_NOMEM, "tokenizer: out of memory");
+    bool add_bos_default = false;
     if (str_is(model, model_len, "gpt2")) {
         t->kind = SHOAL_TOKENIZER_BPE;
-        const char *pre = "default";
-        size_t pre_len = 7;
+        const char *pre;
+        size_t pre_len;
         s = shoal_gguf_get_string(g, "tokenizer.ggml.pre", &pre, &pre_len);
         if (s == SHOAL_E_NOT_FOUND) {
             pre = "gpt2"; /* the reference's "default" pre-tokenizer is a different regex set; files
@@ -400,10 +413,11 @@ shoal_status_t shoal_tokenizer_new_from_gguf(const shoal_gguf_t *g, shoal_tokeni
             s = SHOAL_OK;
         }
         if (!s)
-            s = pick_pre(t, pre, pre_len);
+            s = pick_pre(t, pre, pre_len, &add_bos_default);
     } else if (str_is(model, model_len, "llama")) {
         t->kind = SHOAL_TOKENIZER_SPM;
         t->pre = TOK_PRE_SPM;
+        add_bos_default = true;
     } else {
         s = shoal_fail(SHOAL_E_UNSUPPORTED, "tokenizer: tokenizer.ggml.model '%.*s' is not supported (gpt2, llama are)",
                        (int)(model_len > 64 ? 64 : model_len), model);
@@ -425,7 +439,7 @@ shoal_status_t shoal_tokenizer_new_from_gguf(const shoal_gguf_t *g, shoal_tokeni
         if (!s)
             s = get_id(g, "tokenizer.ggml.unknown_token_id", n, spm ? 0 : -1, &t->unk);
         if (!s)
-            s = get_flag(g, "tokenizer.ggml.add_bos_token", spm, &t->add_bos);
+            s = get_flag(g, "tokenizer.ggml.add_bos_token", add_bos_default, &t->add_bos);
         if (!s)
             s = get_flag(g, "tokenizer.ggml.add_space_prefix", spm, &t->add_space_prefix);
         if (!spm)

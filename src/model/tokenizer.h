@@ -4,14 +4,15 @@
  *  - "gpt2": byte-level BPE. Text is split by the pre-tokenizer named in `tokenizer.ggml.pre`,
  *    each piece's bytes are mapped to GPT-2's printable byte alphabet and merged pairwise by the
  *    rank of `tokenizer.ggml.merges`. Pre-tokenizers implemented (by hand, no regex engine):
- *      gpt2 family  ("gpt2", "mpt", "olmo", "jais", ...):
+ *      gpt2 family  ("gpt-2", "phi-2", "mpt", "olmo", "jais", ...):
  *          's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
  *      smollm family ("smollm", "starcoder", "refact", "codeshell", ...): first every \p{N}
  *          code point becomes its own piece, then the gpt2 rules apply inside each remaining run
  *          (a run's end counts as end of text for the (?!\S) look-ahead)
- *      llama3 family ("llama3", "llama-bpe", "llama-v3", "dbrx", "smaug", ...):
+ *      llama3 family ("llama3", "llama-bpe", "llama-v3", ..., and "dbrx", "smaug-bpe"):
  *          (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|
- *          \s*[\r\n]+|\s+(?!\S)|\s+      and a piece that is itself a token skips the merges.
+ *          \s*[\r\n]+|\s+(?!\S)|\s+      and (not for dbrx/smaug) a piece that is itself a token
+ *          skips the merges.
  *    Other pre-tokenizer names fail with SHOAL_E_UNSUPPORTED.
  *  - "llama": SentencePiece (Llama 2 style). Spaces become U+2581, a space is prefixed to each
  *    text run at the start or after a special token (when `tokenizer.ggml.add_space_prefix`,
@@ -30,7 +31,8 @@
  * are not vocabulary tokens are ignored (the reference would build the string anyway and fall
  * back to bytes); the LSTRIP/RSTRIP attributes a few models give special tokens by name are
  * not applied; 4-byte sequences above U+10FFFF (on which the reference throws) are invalid bytes;
- * decoding does not apply the reference's optional "clean spaces" heuristics.
+ * decoding does not apply the reference's optional "clean spaces" heuristics. Like the reference,
+ * a vocabulary string ends at its first NUL byte (it reads them as C strings).
  *
  * A tokenizer copies what it needs from the GGUF (the file may be closed afterwards), is
  * immutable after creation and safe to use from several threads at once. */
