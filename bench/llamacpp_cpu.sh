@@ -17,6 +17,10 @@ NGL=${NGL:-0}
 [ -x "$BIN/llama-bench" ] || { echo "llamacpp_cpu: $BIN/llama-bench missing: run scripts/reference/build_llamacpp.sh" >&2; exit 1; }
 [ -f "$MODEL" ] || { echo "llamacpp_cpu: model $MODEL missing: run scripts/setup.sh" >&2; exit 1; }
 mkdir -p "$ROOT/bench/out"
+# Other work on the machine skews ggml's spinning thread pool badly: say so next to the numbers.
+read -r LOAD _ </proc/loadavg
+awk -v l="$LOAD" -v n="$(nproc)" -v t="$THREADS" 'BEGIN { if (l + t > n + 0.5)
+  printf "llamacpp_cpu: warning: load average %s on %d cores before the run; numbers will be low and noisy\n", l, n }' >&2
 RAW="$ROOT/bench/out/llamacpp_cpu.jsonl"
 
 "$BIN/llama-bench" -m "$MODEL" -t "$THREADS" -p 64,128 -n 64 -r "$REPS" -ngl "$NGL" -o jsonl >"$RAW" 2>"$RAW.log" \

@@ -88,7 +88,7 @@ if [ "$PACK" = 1 ]; then
   # Only the directories the CMake build reads; models/, docs/, media/ etc. are left out.
   mkdir -p "$DL"
   (cd "$SRC" && tar -czf "$SLIM" --exclude='*.gguf' CMakeLists.txt cmake common ggml include src tools \
-      examples vendor licenses LICENSE)
+      examples pocs vendor licenses LICENSE)
   say "wrote $SLIM ($(du -h "$SLIM" | cut -f1)); sha256 $(sha256sum "$SLIM" | cut -d' ' -f1)"
   exit 0
 fi

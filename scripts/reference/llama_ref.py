@@ -221,11 +221,16 @@ class Model:
         tr['result_norm'] = x
         return self.mm(x, self.out_name)
 
-    def greedy(self, ids, n):
-        """n greedily chosen token ids after `ids` (full recompute each step: simple and exact)."""
+    def greedy(self, ids, n, gaps=None):
+        """n greedily chosen token ids after `ids` (full recompute each step: simple and exact).
+        If `gaps` is a list, the logit margin of each choice over the runner-up is appended to it."""
         seq, out = list(ids), []
         for _ in range(n):
-            nxt = int(np.argmax(self.forward(seq)[-1]))
+            last = self.forward(seq)[-1]
+            top2 = np.argsort(-last)[:2]
+            nxt = int(top2[0])
+            if gaps is not None:
+                gaps.append(float(last[top2[0]] - last[top2[1]]))
             out.append(nxt)
             seq.append(nxt)
         return out

@@ -6,6 +6,7 @@
   make_fixtures.py logits   logits_smollm2.bin + logits_smollm2.json (numpy reference), and the
                             llama.cpp cross-check of that reference (numbers in the .json)
   make_fixtures.py all      both
+  make_fixtures.py check    re-read the committed fixtures and check they are consistent
 
 Environment: LLAMA_BIN (default .deps/llama.cpp/build-cpu/bin), SHOAL_MODEL (default
 .deps/models/SmolLM2-135M-Instruct.Q4_1.gguf), THREADS (default 2).
@@ -85,8 +86,10 @@ def llama_tokenize_tool(text, parse_special, add_special):
         f.write(text.encode('utf-8'))
         path = f.name
     try:
-        args = [tool('llama-tokenize'), '-m', MODEL, '-f', path, '--ids', '--no-escape', '--log-disable',
-                '--parse-special' if parse_special else '--no-parse-special']
+        # llama-tokenize parses special tokens by default; it only has a flag to turn that off.
+        args = [tool('llama-tokenize'), '-m', MODEL, '-f', path, '--ids', '--no-escape', '--log-disable']
+        if not parse_special:
+            args.append('--no-parse-special')
         if not add_special:
             args.append('--no-bos')
         out = run(args).decode().strip().splitlines()[-1]
@@ -229,8 +232,9 @@ def make_logits():
     recs = []
     for (name, text), ids in zip(PROMPTS, prompt_ids):
         lg = m.forward(ids)
-        gr = m.greedy(ids, N_GREEDY)
-        recs.append({'name': name, 'text': text, 'ids': ids, 'logits': lg, 'greedy': gr})
+        gaps = []
+        gr = m.greedy(ids, N_GREEDY, gaps)
+        recs.append({'name': name, 'text': text, 'ids': ids, 'logits': lg, 'greedy': gr, 'greedy_gap': gaps})
         print(f'  {name}: reference greedy -> {detok(vocab, gr)!r}')
 
     path = os.path.join(FIX, 'logits_smollm2.bin')
@@ -268,6 +272,9 @@ def make_logits():
            'n_vocab': V, 'n_greedy': N_GREEDY,
            'prompts': [{'name': r['name'], 'text': r['text'], 'ids': r['ids'], 'greedy': r['greedy'],
                         'greedy_text': detok(vocab, r['greedy']),
+                        'greedy_gap': [round(g, 3) for g in r['greedy_gap']],
+                        'top1_gap': [round(float(a - b), 3) for a, b in
+                                     (np.sort(r['logits'], axis=1)[:, -1:-3:-1]).tolist()],
                         'top5_last': [int(t) for t in np.argsort(-r['logits'][-1])[:5]]} for r in recs],
            'llamacpp_check': {'generator': f'llama.cpp {LLAMA_COMMIT[:7]} via llama-dump (CPU, F32 KV cache, '
                                            f'no flash attention, {THREADS} threads)',
@@ -281,8 +288,52 @@ def make_logits():
     print(f'  llama.cpp vs reference: max|diff| {all_diff:.4f}, top-1 {top1}/{rows}')
 
 
+def read_logits_bin(path):
+    """Parses logits_smollm2.bin (format in tests/fixtures/README.md) -> (n_vocab, n_greedy, prompts)."""
+    data = open(path, 'rb').read()
+    if len(data) < 24 or data[:8] != b'SHOALLG1':
+        raise ValueError(f'{path}: not a SHOALLG1 file')
+    version, V, n_prompts, n_greedy = struct.unpack_from('<4I', data, 8)
+    if version != 1:
+        raise ValueError(f'{path}: version {version} unknown')
+    off, prompts = 24, []
+    for _ in range(n_prompts):
+        n, _reserved = struct.unpack_from('<2I', data, off)
+        off += 8
+        need = 4 * (n + n_greedy + n * V)
+        if off + need > len(data):
+            raise ValueError(f'{path}: prompt record runs past end of file')
+        ids = np.frombuffer(data, '<i4', n, off).tolist()
+        greedy = np.frombuffer(data, '<i4', n_greedy, off + 4 * n).tolist()
+        logits = np.frombuffer(data, '<f4', n * V, off + 4 * (n + n_greedy)).reshape(n, V)
+        prompts.append({'ids': ids, 'greedy': greedy, 'logits': logits})
+        off += need
+    if off != len(data):
+        raise ValueError(f'{path}: {len(data) - off} trailing bytes')
+    return V, n_greedy, prompts
+
+
+def check():
+    """Re-reads the committed fixtures and checks they agree with each other."""
+    V, ng, prompts = read_logits_bin(os.path.join(FIX, 'logits_smollm2.bin'))
+    meta = json.load(open(os.path.join(FIX, 'logits_smollm2.json'), encoding='utf-8'))
+    assert V == meta['n_vocab'] and ng == meta['n_greedy'] and len(prompts) == len(meta['prompts'])
+    for p, j in zip(prompts, meta['prompts']):
+        assert p['ids'] == j['ids'] and p['greedy'] == j['greedy'], j['name']
+        assert int(np.argmax(p['logits'][-1])) == j['greedy'][0], j['name']
+        assert np.all(np.isfinite(p['logits'])), j['name']
+    toks = json.load(open(os.path.join(FIX, 'tokens_smollm2.json'), encoding='utf-8'))
+    chat = next(c for c in toks['cases'] if c['name'] == 'chatml_prompt' and c['parse_special'])
+    assert all(0 <= i < V for c in toks['cases'] for i in c['ids'])
+    print(f'check: logits_smollm2.bin ({len(prompts)} prompts, vocab {V}) and its .json agree; '
+          f'tokens_smollm2.json has {len(toks["cases"])} cases (chatml prompt: {len(chat["ids"])} ids)')
+
+
 def main():
     what = sys.argv[1] if len(sys.argv) > 1 else 'all'
+    if what == 'check':
+        check()
+        return 0
     if what not in ('tokens', 'logits', 'all'):
         sys.exit(__doc__)
     if not os.path.exists(MODEL):
