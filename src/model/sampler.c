@@ -10,6 +10,7 @@
 typedef struct cand {
     float l;    /* (penalised) logit */
     int32_t id;
+    float w;    /* softmax weight exp(l - l_max), filled when needed */
 } cand_t;
 
 struct shoal_sampler {
@@ -158,12 +159,6 @@ shoal_status_t shoal_sampler_accept(shoal_sampler_t *s, int32_t token)
 /* Total order: larger logit first, then lower id. */
 static inline int better(const cand_t *a, const cand_t *b) { return a->l > b->l || (a->l == b->l && a->id < b->id); }
 
-static int cmp_cand(const void *pa, const void *pb)
-{
-    const cand_t *a = pa, *b = pb;
-    return better(a, b) ? -1 : better(b, a) ? 1 : 0;
-}
-
 static inline void swap_cand(cand_t *a, cand_t *b)
 {
     cand_t t = *a;
@@ -264,6 +259,87 @@ static size_t argbest(const cand_t *c, size_t n)
     return b;
 }
 
+/* Moves the best k of c[0..n) to c[0..k) (unordered). Small k: one pass with a min-heap of the
+ * k best so far, where most candidates cost a single comparison with the heap's worst. */
+static void top_k(cand_t *c, size_t n, size_t k)
+{
+    if (k >= n)
+        return;
+    if (k > 1024 || k > n / 8) {
+        select_best(c, n, k);
+        return;
+    }
+    /* min-heap over c[0..k): every parent is worse than its children, the root is the worst kept */
+    for (size_t i = k / 2; i-- > 0;)
+        for (size_t j = i;;) {
+            size_t m = j, l = 2 * j + 1, r = l + 1;
+            if (l < k && better(&c[m], &c[l]))
+                m = l;
+            if (r < k && better(&c[m], &c[r]))
+                m = r;
+            if (m == j)
+                break;
+            swap_cand(&c[j], &c[m]);
+            j = m;
+        }
+    for (size_t i = k; i < n; i++) {
+        if (!better(&c[i], &c[0]))
+            continue;
+        c[0] = c[i];
+        for (size_t j = 0;;) {
+            size_t m = j, l = 2 * j + 1, r = l + 1;
+            if (l < k && better(&c[m], &c[l]))
+                m = l;
+            if (r < k && better(&c[m], &c[r]))
+                m = r;
+            if (m == j)
+                break;
+            swap_cand(&c[j], &c[m]);
+            j = m;
+        }
+    }
+}
+
+/* top-p: the smallest set of best candidates whose weight reaches `target`, found without
+ * sorting by a quickselect that partitions by the total order and descends by mass. Returns its
+ * size; those candidates end up in c[0..size). Expected O(n). */
+static size_t top_p_select(cand_t *c, size_t n, double target)
+{
+    size_t lo = 0, hi = n;
+    double acc = 0.0; /* mass of c[0..lo), all better than anything in [lo, n) */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (better(&c[mid], &c[lo]))
+            swap_cand(&c[mid], &c[lo]);
+        if (better(&c[hi - 1], &c[lo]))
+            swap_cand(&c[hi - 1], &c[lo]);
+        if (better(&c[hi - 1], &c[mid]))
+            swap_cand(&c[hi - 1], &c[mid]);
+        cand_t pivot = c[mid];
+        size_t i = lo;
+        double upper = 0.0;
+        for (size_t j = lo; j < hi; j++)
+            if (better(&c[j], &pivot)) {
+                upper += c[j].w;
+                swap_cand(&c[i++], &c[j]);
+            }
+        for (size_t j = i; j < hi; j++)
+            if (c[j].id == pivot.id) {
+                swap_cand(&c[i], &c[j]);
+                break;
+            }
+        if (acc + upper >= target) {
+            hi = i; /* the cut is among the better ones */
+        } else {
+            acc += upper + pivot.w;
+            if (acc >= target)
+                return i + 1;
+            lo = i + 1;
+        }
+    }
+    return lo ? lo : 1;
+}
+
 shoal_status_t shoal_sampler_sample(shoal_sampler_t *s, const float *logits, int32_t n_vocab, int32_t *out_token)
 {
     if (!s || !logits || !out_token)
@@ -284,81 +360,54 @@ shoal_status_t shoal_sampler_sample(shoal_sampler_t *s, const float *logits, int
         *out_token = c[argbest(c, n)].id;
         return SHOAL_OK;
     }
-
-    /* sorted_n: c[0..sorted_n) holds the best sorted_n candidates in descending order. */
-    size_t sorted_n = 0;
     if (p->top_k > 0 && (size_t)p->top_k < n) {
-        select_best(c, n, (size_t)p->top_k);
+        top_k(c, n, (size_t)p->top_k);
         n = (size_t)p->top_k;
-        qsort(c, n, sizeof *c, cmp_cand);
-        sorted_n = n;
     }
-
-    float lmax = c[argbest(c, sorted_n ? 1 : n)].l;
-    if (lmax == -INFINITY) { /* nothing has weight: the lowest id wins (it sorts first) */
-        *out_token = c[argbest(c, n)].id;
+    size_t best = argbest(c, n);
+    float lmax = c[best].l;
+    if (lmax == -INFINITY) { /* nothing has weight: the lowest id wins (it is the best) */
+        *out_token = c[best].id;
         return SHOAL_OK;
     }
-
     if (p->top_p < 1.0f) {
         double z = 0.0;
-        for (size_t i = 0; i < n; i++)
-            z += exp((double)c[i].l - lmax);
-        double target = (double)p->top_p * z, cum = 0.0;
-        size_t keep = n, i = 0, chunk = 64;
-        /* Sort only as far as the mass requires: grow the sorted prefix geometrically. */
-        for (;;) {
-            if (i == sorted_n) {
-                if (sorted_n == n)
-                    break;
-                size_t m = sorted_n + chunk < n ? sorted_n + chunk : n;
-                select_best(c + sorted_n, n - sorted_n, m - sorted_n);
-                qsort(c + sorted_n, m - sorted_n, sizeof *c, cmp_cand);
-                sorted_n = m;
-                chunk *= 4;
-            }
-            cum += exp((double)c[i].l - lmax);
-            i++;
-            if (cum >= target) {
-                keep = i;
-                break;
-            }
+        for (size_t i = 0; i < n; i++) {
+            c[i].w = expf(c[i].l - lmax);
+            z += c[i].w;
         }
-        n = keep;
-        if (sorted_n > n)
-            sorted_n = n;
+        n = top_p_select(c, n, (double)p->top_p * z);
     }
-
     if (p->min_p > 0.0f) {
+        /* p_i >= min_p * p_max  <=>  l_i >= l_max + log(min_p); the best always stays */
         float thr = lmax + logf(p->min_p);
         size_t k = 0;
-        if (sorted_n == n) {
-            while (k < n && c[k].l >= thr)
-                k++;
-        } else {
-            for (size_t i = 0; i < n; i++)
-                if (c[i].l >= thr)
-                    c[k++] = c[i];
-        }
-        n = k ? k : 1; /* the best candidate always satisfies l >= thr unless min_p > 1 */
+        for (size_t i = 0; i < n; i++)
+            if (c[i].l >= thr)
+                c[k++] = c[i];
+        n = k ? k : 1;
     }
-
     /* temperature: draw from softmax(l / T) over c[0..n) */
-    double inv_t = 1.0 / (double)p->temperature, w = 0.0;
-    for (size_t i = 0; i < n; i++)
-        w += exp(((double)c[i].l - lmax) * inv_t);
-    double r = shoal_rng_uniform(&s->rng) * w, acc = 0.0;
-    size_t pick = n - 1;
+    float inv_t = 1.0f / p->temperature;
+    double w = 0.0;
     for (size_t i = 0; i < n; i++) {
-        acc += exp(((double)c[i].l - lmax) * inv_t);
+        c[i].w = expf((c[i].l - lmax) * inv_t);
+        w += c[i].w;
+    }
+    double r = shoal_rng_uniform(&s->rng) * w, acc = 0.0;
+    size_t pick = n;
+    for (size_t i = 0; i < n; i++) {
+        acc += c[i].w;
         if (r < acc) {
             pick = i;
             break;
         }
     }
-    /* Rounding can leave r >= acc at the end: then the last candidate with weight is taken. */
-    while (pick > 0 && c[pick].l == -INFINITY)
-        pick--;
+    if (pick == n) { /* rounding left r at the very end: take the last candidate with weight */
+        pick = n - 1;
+        while (pick > 0 && c[pick].w == 0.0f)
+            pick--;
+    }
     *out_token = c[pick].id;
     return SHOAL_OK;
 }
