@@ -181,7 +181,9 @@ static void test_specials_smollm2(void **state)
     assert_false(shoal_tokenizer_wants_bos(t));
     assert_true(shoal_tokenizer_is_eog(t, 2));
     assert_true(shoal_tokenizer_is_eog(t, 0)); /* <|endoftext|> */
+    assert_true(shoal_tokenizer_is_eog(t, 4)); /* <reponame>: llama.cpp's FIM repository token */
     assert_false(shoal_tokenizer_is_eog(t, 1));
+    assert_false(shoal_tokenizer_is_eog(t, 3)); /* <repo_name> is not one of those names */
     assert_false(shoal_tokenizer_is_eog(t, -1));
     assert_false(shoal_tokenizer_is_eog(t, 49152));
     assert_int_equal(shoal_tokenizer_token_type(t, 1), SHOAL_TOKEN_CONTROL);

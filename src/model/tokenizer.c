@@ -369,11 +369,13 @@ static shoal_status_t setup_specials(shoal_tokenizer_t *t)
 
 static void setup_eog(shoal_tokenizer_t *t)
 {
-    /* Names llama.cpp treats as end of turn / generation. The eot fallback takes the first of
-     * these (in this order) that exists. */
-    static const char *const names[] = {"<|eot_id|>", "<|im_end|>",  "<|end|>",       "<end_of_turn>",
-                                        "<|endoftext|>", "<|eom_id|>", "<EOT>", "<|end_of_text|>",
-                                        "<end_of_utterance>", NULL};
+    /* Names llama.cpp treats as end of generation: ends of turn/text, and the fill-in-the-middle
+     * pad / repository / file-separator tokens. The eot fallback takes the first of the first
+     * five (in this order) that exists. */
+    static const char *const names[] = {
+        "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>", "_<EOT>",
+        "<|end_of_text|>", "<end_of_utterance>", "<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]",
+        "<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>", "<|file_sep|>", NULL};
     for (int k = 0; names[k]; k++) {
         int32_t id = tok_find(t, names[k], strlen(names[k]));
         if (id < 0)

@@ -82,8 +82,9 @@ int32_t shoal_tokenizer_unk(const shoal_tokenizer_t *t);
 /* Whether the model wants BOS prepended (`tokenizer.ggml.add_bos_token`; default true for SPM,
  * false for BPE). */
 bool shoal_tokenizer_wants_bos(const shoal_tokenizer_t *t);
-/* End of generation: eos, eot, and tokens named like an end of turn/text (as llama.cpp decides).
- * False for out-of-range ids. */
+/* End of generation: eos, eot, and tokens named like an end of turn/text or a fill-in-the-middle
+ * pad/repository/file separator (the names llama.cpp uses, e.g. SmolLM2's <|endoftext|>,
+ * <|im_end|> and <reponame>). False for out-of-range ids. */
 bool shoal_tokenizer_is_eog(const shoal_tokenizer_t *t, int32_t id);
 /* Type of a token; SHOAL_TOKEN_UNDEFINED for out-of-range ids. */
 shoal_token_type_t shoal_tokenizer_token_type(const shoal_tokenizer_t *t, int32_t id);
