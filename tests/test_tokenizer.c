@@ -455,7 +455,7 @@ static void test_spm(void **state)
     EXPECT(t, "<|im_start|>hello", true, false, 290, 277);
 
     /* decode: U+2581 -> space, <0xNN> -> byte, the added leading space dropped */
-    static const char *const texts[] = {"hello world", "xyz \xe6\x97\xa5 a\xff" "b", "  two  spaces ", "h\xc3\xa9llo"};
+    static const char *const texts[] = {"hello world", ("xyz \xe6\x97\xa5 a\xff" "b"), "  two  spaces ", "h\xc3\xa9llo"};
     for (size_t k = 0; k < 4; k++) {
         int32_t ids[128];
         size_t n, w;
