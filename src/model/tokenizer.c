@@ -551,8 +551,10 @@ shoal_status_t shoal_tokenizer_encode(const shoal_tokenizer_t *t, const char *te
 {
     if (!t || (!text && len) || (!out && cap) || !n_out)
         return shoal_fail(SHOAL_E_INVALID, "tokenizer: NULL argument");
-    if (len > UINT32_MAX - 8)
-        return shoal_fail(SHOAL_E_LIMIT, "tokenizer: text of %zu bytes is too long", len);
+    /* Offsets and symbol indices are 32-bit and a run may grow 3x (U+FFFD, U+2581) on the way:
+     * 256 MiB keeps every one of them far inside int32 range. */
+    if (len > (256u << 20))
+        return shoal_fail(SHOAL_E_LIMIT, "tokenizer: text of %zu bytes is longer than 256 MiB", len);
     tok_out_t o = {out, cap, 0};
     if (add_bos) {
         if (t->bos < 0)

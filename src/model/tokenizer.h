@@ -100,7 +100,8 @@ int32_t shoal_tokenizer_find(const shoal_tokenizer_t *t, const char *text, size_
  * "<|im_start|>"); add_bos: prepend the BOS token (pass shoal_tokenizer_wants_bos(t) for the
  * model's default; SHOAL_E_INVALID if the model has no BOS). Writes the ids to out[0..cap) and
  * their number to *n_out. If cap is too small, returns SHOAL_E_LIMIT with *n_out set to the
- * number needed (out holds the first cap ids); call again with a larger buffer. */
+ * number needed (out holds the first cap ids); call again with a larger buffer. Texts longer than
+ * 256 MiB give SHOAL_E_LIMIT. */
 shoal_status_t shoal_tokenizer_encode(const shoal_tokenizer_t *t, const char *text, size_t len, bool parse_special,
                                       bool add_bos, int32_t *out, size_t cap, size_t *n_out);
 

@@ -26,11 +26,20 @@ static inline bool pair_before(const spm_pair_t *a, const spm_pair_t *b)
 
 typedef struct spm_heap {
     spm_pair_t *a;
-    size_t n;
+    size_t n, cap;
+    bool oom;
 } spm_heap_t;
 
-static void sh_push(spm_heap_t *h, spm_pair_t e)
+static bool sh_push(spm_heap_t *h, spm_pair_t e)
 {
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 64;
+        spm_pair_t *a = realloc(h->a, cap * sizeof *a);
+        if (!a)
+            return false;
+        h->a = a;
+        h->cap = cap;
+    }
     size_t i = h->n++;
     while (i > 0) {
         size_t p = (i - 1) / 2;
@@ -40,6 +49,7 @@ static void sh_push(spm_heap_t *h, spm_pair_t e)
         i = p;
     }
     h->a[i] = e;
+    return true;
 }
 
 static spm_pair_t sh_pop(spm_heap_t *h)
@@ -71,7 +81,8 @@ static void try_pair(const shoal_tokenizer_t *t, const char *text, const spm_sym
     int32_t id = tok_find(t, text + sym[l].off, size);
     if (id < 0)
         return;
-    sh_push(h, (spm_pair_t){t->score[id], l, r, size});
+    if (!sh_push(h, (spm_pair_t){t->score[id], l, r, size}))
+        h->oom = true;
 }
 
 /* Byte length the reference gives a symbol starting with byte c (by its high bits only). */
@@ -85,16 +96,9 @@ shoal_status_t tok_spm_encode(const shoal_tokenizer_t *t, const uint8_t *s, size
                               tok_out_t *o)
 {
     /* escape: optional leading space, every ' ' -> U+2581 (3 bytes) */
-    size_t cap = 3 * (n + 1);
-    char *text = malloc(cap);
-    spm_sym_t *sym = malloc(cap * sizeof *sym);
-    spm_heap_t h = {malloc(3 * cap * sizeof *h.a), 0};
-    if (!text || !sym || !h.a) {
-        free(text);
-        free(sym);
-        free(h.a);
+    char *text = malloc(3 * (n + 1));
+    if (!text)
         return shoal_fail(SHOAL_E_NOMEM, "tokenizer: out of memory for %zu bytes of text", n);
-    }
     size_t tl = 0;
     if (prefix_space) {
         memcpy(text, "\xE2\x96\x81", 3);
@@ -108,6 +112,15 @@ shoal_status_t tok_spm_encode(const shoal_tokenizer_t *t, const uint8_t *s, size
             text[tl++] = (char)s[i];
         }
     }
+    size_t count = 0;
+    for (size_t off = 0; off < tl; count++)
+        off += lead_len((uint8_t)text[off]);
+    spm_sym_t *sym = malloc((count ? count : 1) * sizeof *sym);
+    spm_heap_t h = {NULL, 0, 0, false};
+    if (!sym) {
+        free(text);
+        return shoal_fail(SHOAL_E_NOMEM, "tokenizer: out of memory for %zu bytes of text", n);
+    }
     int32_t ns = 0;
     for (size_t off = 0; off < tl;) {
         uint32_t l = lead_len((uint8_t)text[off]);
@@ -119,7 +132,7 @@ shoal_status_t tok_spm_encode(const shoal_tokenizer_t *t, const uint8_t *s, size
     }
     for (int32_t i = 1; i < ns; i++)
         try_pair(t, text, sym, &h, i - 1, i);
-    while (h.n) {
+    while (h.n && !h.oom) {
         spm_pair_t p = sh_pop(&h);
         spm_sym_t *L = &sym[p.left], *R = &sym[p.right];
         if (L->n == 0 || R->n == 0 || L->n + R->n != p.size)
@@ -153,5 +166,7 @@ shoal_status_t tok_spm_encode(const shoal_tokenizer_t *t, const uint8_t *s, size
     free(text);
     free(sym);
     free(h.a);
+    if (h.oom)
+        return shoal_fail(SHOAL_E_NOMEM, "tokenizer: out of memory merging %zu bytes of text", n);
     return SHOAL_OK;
 }
