@@ -3,7 +3,9 @@
  * Usage: bench_quant [threads]   (default: 1 and the number of online CPUs)
  * Each case validates the kernel against the scalar path before timing. "L2" runs a 1536 x 576 matrix
  * (SmolLM2's FFN, ~0.5 MB for Q4_1) over and over; "DRAM" sweeps a set of matrices far larger than the
- * last-level cache, as a decode step does. A plain read of the same DRAM buffer gives the ceiling. */
+ * last-level cache, as a decode step does. A plain read of the same DRAM buffer gives the ceiling.
+ * Env: BENCH_N (row length, default 576), BENCH_TRIALS (best of, default 7), BENCH_TYPE (one type name), BENCH_CPU_TIME (divide by the
+ * slowest thread's CPU time instead of wall time: steadier on a shared machine). */
 #define _GNU_SOURCE
 #include "model/quant.h"
 
@@ -22,6 +24,15 @@ static double now(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* CPU time of the calling thread: on a shared machine, time slices lost to other processes do not
+ * count against the kernel (memory contention still does). */
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static float frand(void)
 {
@@ -30,6 +41,8 @@ static float frand(void)
     rng ^= rng << 17;
     return (float)((rng >> 11) * 0x1p-53 * 2.0 - 1.0);
 }
+
+static int g_use_cpu_time;
 
 typedef struct job {
     shoal_isa_t isa;
@@ -41,15 +54,18 @@ typedef struct job {
     float *y;
     int reps;
     pthread_barrier_t *bar;
+    double cpu; /* seconds of CPU time the job took */
 } job;
 
 static void *run_job(void *p)
 {
     job *j = p;
     pthread_barrier_wait(j->bar);
+    double t0 = cpu_now();
     for (int k = 0; k < j->reps; k++)
         shoal_matvec_isa(j->isa, j->type, j->w + (size_t)j->r0 * j->stride, j->stride, j->r1 - j->r0, j->act, j->n,
                          j->y + j->r0);
+    j->cpu = cpu_now() - t0;
     return NULL;
 }
 
@@ -63,15 +79,16 @@ static double time_matvec(int threads, shoal_isa_t isa, uint32_t type, const cha
     pthread_barrier_init(&bar, NULL, (unsigned)threads + 1);
     for (int t = 0; t < threads; t++) {
         int64_t r0 = rows * t / threads / 4 * 4, r1 = t == threads - 1 ? rows : rows * (t + 1) / threads / 4 * 4;
-        jobs[t] = (job){isa, type, w, stride, r0, r1, n, act, y, reps, &bar};
+        jobs[t] = (job){isa, type, w, stride, r0, r1, n, act, y, reps, &bar, 0};
         pthread_create(&th[t], NULL, run_job, &jobs[t]);
     }
     double t0 = now();
     pthread_barrier_wait(&bar);
     for (int t = 0; t < threads; t++) pthread_join(th[t], NULL);
-    double dt = now() - t0;
+    double dt = now() - t0, cpu = 0;
     pthread_barrier_destroy(&bar);
-    return dt;
+    for (int t = 0; t < threads; t++) cpu = fmax(cpu, jobs[t].cpu);
+    return g_use_cpu_time ? cpu : dt;
 }
 
 typedef struct rd_job { const char *p; size_t len; double sum; pthread_barrier_t *bar; } rd_job;
@@ -117,10 +134,12 @@ int main(int argc, char **argv)
         tlist[0] = atoi(argv[1]);
         ntl = 1;
     }
-    const int64_t n = 576, rows_l2 = 1536;
+    const int64_t n = getenv("BENCH_N") ? atoi(getenv("BENCH_N")) : 576;
+    const int64_t rows_l2 = n > 1024 ? 576 : 1536; /* ~0.5 MB of Q4_1 either way */
     /* shared VMs are noisy: report the best of several trials */
     int trials = getenv("BENCH_TRIALS") ? atoi(getenv("BENCH_TRIALS")) : 7;
     const char *only = getenv("BENCH_TYPE");
+    g_use_cpu_time = getenv("BENCH_CPU_TIME") != NULL;
     const size_t dram_bytes = (size_t)512 << 20;
     printf("bench_quant: %d CPUs, best ISA %s; n = %lld; L2 case %lld rows; DRAM case %zu MiB of weights\n", ncpu,
            shoal_isa_name(shoal_isa_best()), (long long)n, (long long)rows_l2, dram_bytes >> 20);
@@ -136,7 +155,7 @@ int main(int argc, char **argv)
         printf("plain read of the DRAM buffer, %d thread(s): %.1f GB/s\n", tlist[ti], bw);
     }
 
-    float x[49152];
+    static float x[49152];
     for (int i = 0; i < n; i++) x[i] = frand();
     static const uint32_t types[] = {SHOAL_GGML_Q4_1, SHOAL_GGML_Q8_0, SHOAL_GGML_Q4_0, SHOAL_GGML_F16, SHOAL_GGML_BF16,
                                      SHOAL_GGML_F32};

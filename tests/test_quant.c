@@ -23,6 +23,7 @@
 
 #include "model/gguf.h"
 #include "model/quant.h"
+#include "model/quant_impl.h" /* white-box: the prepared-activation layout */
 
 #define REL_TOL 2e-5
 
@@ -233,7 +234,7 @@ static void test_traits(void **state)
     assert_int_equal(shoal_act_size(SHOAL_GGML_Q6_K, 256), 0);
     assert_int_equal(shoal_act_size(SHOAL_GGML_Q4_1, 40), 0);
     assert_int_equal(shoal_act_size(SHOAL_GGML_F16, 40), 160);
-    assert_int_equal(shoal_act_size(SHOAL_GGML_Q4_1, 576), 576 + 8 * 18);
+    assert_int_equal(shoal_act_size(SHOAL_GGML_Q4_1, 576), 576 + 12 * 18);
     assert_true(shoal_isa_available(SHOAL_ISA_SCALAR));
     assert_true(shoal_isa_available(shoal_isa_best()));
     print_message("best ISA: %s (avx2 %d, avx512-vnni %d)\n", shoal_isa_name(shoal_isa_best()),
@@ -372,28 +373,31 @@ static void test_act_quantize(void **state)
 {
     (void)state;
     float x[1536];
-    uint8_t a0[1536 + 8 * 48], a1[sizeof a0];
+    uint8_t a0[1536 + 12 * 48], a1[sizeof a0];
     for (int k = 0; k < 50; k++) {
         int n = k % 2 ? 1536 : 576;
         fill_random(x, n, k % 4);
         if (k == 7) x[3] = -x[3] * 1e6f; /* a block dominated by one value */
         if (k == 9) for (int i = 0; i < n; i++) x[i] = (float)(i % 32) * 0.5f - 8.0f; /* many exact .5 ties */
         size_t sz = shoal_act_size(SHOAL_GGML_Q4_1, n);
-        assert_int_equal(sz, (size_t)n + 8 * (size_t)(n / 32));
+        assert_int_equal(sz, (size_t)n + 12 * (size_t)(n / 32));
         shoal_act_quantize_isa(SHOAL_ISA_SCALAR, SHOAL_GGML_Q4_1, x, a0, n);
         /* definition: d = amax / 127, |x - d q| <= d / 2, s = d * sum(q) */
         const int8_t *q = (const int8_t *)a0;
         const float *d = (const float *)(a0 + n), *s = d + n / 32;
+        const int32_t *isum = (const int32_t *)(s + n / 32);
         for (int b = 0; b < n / 32; b++) {
             double amax = 0;
             long sum = 0;
             for (int j = 0; j < 32; j++) amax = fmax(amax, fabs(x[32 * b + j]));
             assert_true(fabs(d[b] - amax / 127) <= 1e-7 * amax);
             for (int j = 0; j < 32; j++) {
-                assert_true(fabs(x[32 * b + j] - (double)d[b] * q[32 * b + j]) <= d[b] * 0.5000001 + 1e-30);
-                assert_true(q[32 * b + j] >= -127);
-                sum += q[32 * b + j];
+                int8_t qj = q[act_index(32 * b + j, n)];
+                assert_true(fabs(x[32 * b + j] - (double)d[b] * qj) <= d[b] * 0.5000001 + 1e-30);
+                assert_true(qj >= -127);
+                sum += qj;
             }
+            assert_int_equal(isum[b], sum);
             assert_true(fabs(s[b] - (double)d[b] * sum) <= 1e-6 * fabs((double)d[b] * sum) + 1e-30);
         }
         for (int isa = SHOAL_ISA_AVX2; isa < SHOAL_ISA_COUNT; isa++) {
@@ -423,7 +427,7 @@ static void check_dot(uint32_t type, const void *row, const float *x, int n, con
         double a = x[i];
         if (tr->int_dot) {
             const float *d = (const float *)(act + n);
-            a = (double)d[i / 32] * ((const int8_t *)act)[i];
+            a = (double)d[i / 32] * ((const int8_t *)act)[act_index(i, n)];
             act_bound += fabs(w[i]) * d[i / 32] * 0.5;
         }
         ref += w[i] * a;
@@ -551,7 +555,7 @@ static void test_real_tensors(void **state)
             ref_dequantize(t->type, (const uint8_t *)t->data + r * t->row_bytes, w, wt, n);
             double ref_r = 0, abs_sum = 0;
             for (int i = 0; i < n; i++) {
-                double a = (double)ad[i / 32] * ((const int8_t *)act)[i];
+                double a = (double)ad[i / 32] * ((const int8_t *)act)[act_index(i, n)];
                 ref_r += w[i] * a;
                 abs_sum += fabs(w[i] * a);
             }
