@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "backend/cpu/ops_llm.h"
+#include "backend/cpu/qdot.h"
 #include "core/error.h"
 #include "model/quant.h"
 #include "model/quant_impl.h" /* prepared-activation layout: the second plane needs plane 1's values */
@@ -38,6 +39,9 @@ struct shoal_llama_ctx {
     size_t act_stride;
     int act_planes;   /* 1 or 2 */
     float *y2;        /* (n_threads, Y2_ROWS * n_batch) per-thread output of the second plane */
+    bool use_qdot;    /* fused AVX-512 VNNI kernels (backend/cpu/qdot.h) for Q4_0/Q4_1/Q8_0 weights */
+    uint8_t *qact;    /* (n_batch, qact_stride) activations in qdot's format (both planes in one) */
+    size_t qact_stride;
     float *scores;    /* (n_threads, n_ctx) attention weights, one row per pool thread */
     float *rope_cs;   /* (n_batch, rope_dim) cos, sin of pos * theta_i for the batch's positions */
 };
@@ -50,6 +54,8 @@ typedef struct mm_part {
     const shoal_llama_mat_t *w;
     const uint8_t *act; /* (n_act, act_stride): act_q for integer types, x rows for float types */
     const uint8_t *act2; /* second activation plane (same stride), or NULL */
+    bool qdot;           /* act is a qdot activation: run shoal_qdot_matmul */
+    int planes;
     size_t act_stride;
     float *y;           /* (n_act, ldy) output rows */
     size_t ldy;
@@ -75,6 +81,11 @@ static void mm_rows(const mm_part_t *p, int n_act, int r0, int r1, float *y2)
 {
     const shoal_llama_mat_t *w = p->w;
     const char *wr = (const char *)w->data + (size_t)r0 * w->row_bytes;
+    if (p->qdot) {
+        shoal_qdot_matmul(w->type, wr, w->row_bytes, r1 - r0, p->act, p->act_stride, n_act, w->n_in, p->planes, p->y + r0,
+                          p->ldy);
+        return;
+    }
     if (!p->act2) {
         if (n_act == 1)
             shoal_matvec(w->type, wr, w->row_bytes, r1 - r0, p->act, w->n_in, p->y + r0);
@@ -158,8 +169,21 @@ static void set_act(shoal_llama_ctx_t *c, mm_part_t *p, const shoal_llama_mat_t 
     const int n = w->n_in;
     p->w = w;
     p->act2 = NULL;
+    p->qdot = false;
+    p->planes = c->act_planes;
+    if (c->use_qdot && shoal_qdot_type_supported(w->type)) {
+        if (!quantised[1]) {
+            for (int t = 0; t < n_act; t++)
+                shoal_qact_quantize(x + (size_t)t * ld, n, c->act_planes, c->qact + (size_t)t * c->qact_stride);
+            quantised[1] = true;
+        }
+        p->qdot = true;
+        p->act = c->qact;
+        p->act_stride = c->qact_stride;
+        return;
+    }
     if (tr->int_dot) {
-        if (!*quantised) {
+        if (!quantised[0]) {
             for (int t = 0; t < n_act; t++) {
                 uint8_t *a = c->act + (size_t)t * c->act_stride;
                 const float *xt = x + (size_t)t * ld;
@@ -175,7 +199,7 @@ static void set_act(shoal_llama_ctx_t *c, mm_part_t *p, const shoal_llama_mat_t 
                     shoal_act_quantize(w->type, r, c->act2 + (size_t)t * c->act_stride, n);
                 }
             }
-            *quantised = true;
+            quantised[0] = true;
         }
         p->act = c->act;
         p->act2 = c->act_planes == 2 ? c->act2 : NULL;
@@ -232,7 +256,7 @@ static void forward(shoal_llama_ctx_t *c, const int32_t *tokens, int nb, int pos
         const shoal_llama_layer_t *L = &m->layers[l];
         float *kc = c->kv + (size_t)2 * l * c->n_ctx * hp->kv_dim;
         float *vc = kc + (size_t)c->n_ctx * hp->kv_dim;
-        bool quantised = false;
+        bool quantised[2] = {false, false};
         mm_job_t j;
 
         /* attention block: xb = rmsnorm(x); q, k, v = xb Wq, xb Wk, xb Wv (k, v straight into the cache) */
@@ -241,9 +265,9 @@ static void forward(shoal_llama_ctx_t *c, const int32_t *tokens, int nb, int pos
         memset(&j, 0, sizeof j);
         j.n_act = nb;
         j.n_parts = 3;
-        set_act(c, &j.parts[0], &L->wq, c->xb, (size_t)c->xb_dim, nb, &quantised);
-        set_act(c, &j.parts[1], &L->wk, c->xb, (size_t)c->xb_dim, nb, &quantised);
-        set_act(c, &j.parts[2], &L->wv, c->xb, (size_t)c->xb_dim, nb, &quantised);
+        set_act(c, &j.parts[0], &L->wq, c->xb, (size_t)c->xb_dim, nb, quantised);
+        set_act(c, &j.parts[1], &L->wk, c->xb, (size_t)c->xb_dim, nb, quantised);
+        set_act(c, &j.parts[2], &L->wv, c->xb, (size_t)c->xb_dim, nb, quantised);
         j.parts[0].y = c->q;
         j.parts[0].ldy = (size_t)hp->q_dim;
         j.parts[1].y = kc + (size_t)pos0 * hp->kv_dim;
@@ -261,11 +285,11 @@ static void forward(shoal_llama_ctx_t *c, const int32_t *tokens, int nb, int pos
         shoal_threadpool_parallel_for(c->pool, attn_task, &aj, nb * hp->n_head_kv);
 
         /* x += attn Wo */
-        quantised = false;
+        quantised[0] = quantised[1] = false;
         memset(&j, 0, sizeof j);
         j.n_act = nb;
         j.n_parts = 1;
-        set_act(c, &j.parts[0], &L->wo, c->xb, (size_t)c->xb_dim, nb, &quantised);
+        set_act(c, &j.parts[0], &L->wo, c->xb, (size_t)c->xb_dim, nb, quantised);
         j.parts[0].y = c->tmp;
         j.parts[0].ldy = (size_t)dim;
         j.epilogue = EPI_ADD;
@@ -276,12 +300,12 @@ static void forward(shoal_llama_ctx_t *c, const int32_t *tokens, int nb, int pos
         /* FFN block: hb = silu(xb Wgate) * (xb Wup); x += hb Wdown */
         for (int t = 0; t < nb; t++)
             shoal_op_rmsnorm(c->xb + (size_t)t * c->xb_dim, c->x + (size_t)t * dim, L->ffn_norm, dim, hp->rms_eps);
-        quantised = false;
+        quantised[0] = quantised[1] = false;
         memset(&j, 0, sizeof j);
         j.n_act = nb;
         j.n_parts = 2;
-        set_act(c, &j.parts[0], &L->w_gate, c->xb, (size_t)c->xb_dim, nb, &quantised);
-        set_act(c, &j.parts[1], &L->w_up, c->xb, (size_t)c->xb_dim, nb, &quantised);
+        set_act(c, &j.parts[0], &L->w_gate, c->xb, (size_t)c->xb_dim, nb, quantised);
+        set_act(c, &j.parts[1], &L->w_up, c->xb, (size_t)c->xb_dim, nb, quantised);
         j.parts[0].y = c->hb;
         j.parts[0].ldy = (size_t)ffn;
         j.parts[1].y = c->hb2;
@@ -289,11 +313,11 @@ static void forward(shoal_llama_ctx_t *c, const int32_t *tokens, int nb, int pos
         j.epilogue = EPI_SWIGLU;
         mm_run(c, &j);
 
-        quantised = false;
+        quantised[0] = quantised[1] = false;
         memset(&j, 0, sizeof j);
         j.n_act = nb;
         j.n_parts = 1;
-        set_act(c, &j.parts[0], &L->w_down, c->hb, (size_t)ffn, nb, &quantised);
+        set_act(c, &j.parts[0], &L->w_down, c->hb, (size_t)ffn, nb, quantised);
         j.parts[0].y = c->tmp;
         j.parts[0].ldy = (size_t)dim;
         j.epilogue = EPI_ADD;
@@ -309,12 +333,12 @@ static void forward(shoal_llama_ctx_t *c, const int32_t *tokens, int nb, int pos
     for (int t = 0; t < rows; t++)
         shoal_op_rmsnorm(c->xb + (size_t)t * c->xb_dim, c->x + (size_t)(first + t) * dim, m->output_norm, dim,
                          hp->rms_eps);
-    bool quantised = false;
+    bool quantised[2] = {false, false};
     mm_job_t j;
     memset(&j, 0, sizeof j);
     j.n_act = rows;
     j.n_parts = 1;
-    set_act(c, &j.parts[0], &m->output, c->xb, (size_t)c->xb_dim, rows, &quantised);
+    set_act(c, &j.parts[0], &m->output, c->xb, (size_t)c->xb_dim, rows, quantised);
     j.parts[0].y = logits;
     j.parts[0].ldy = (size_t)hp->vocab;
     j.epilogue = EPI_STORE;
@@ -364,6 +388,7 @@ void shoal_llama_ctx_params_init(shoal_llama_ctx_params_t *p)
     p->n_ctx = 0;
     p->n_batch = 0;
     p->act_planes = 2;
+    p->portable_kernels = false;
 }
 
 shoal_status_t shoal_llama_ctx_new(const shoal_llama_model_t *m, const shoal_llama_ctx_params_t *p,
@@ -407,6 +432,13 @@ shoal_status_t shoal_llama_ctx_new(const shoal_llama_model_t *m, const shoal_lla
     c->hb2 = malloc(nbz * hp->ffn_dim * sizeof(float));
     c->tmp = malloc(nbz * hp->dim * sizeof(float));
     c->act_planes = p->act_planes == 1 ? 1 : 2;
+    c->use_qdot = shoal_qdot_available() && !p->portable_kernels;
+    c->qact_stride = (shoal_qact_size((int)max_in) + 63) & ~(size_t)63;
+    c->qact = aligned_alloc(64, nbz * c->qact_stride);
+    if (!c->qact) {
+        shoal_llama_ctx_delete(c);
+        return shoal_fail(SHOAL_E_NOMEM, "llama_ctx: out of memory");
+    }
     c->act = aligned_alloc(64, nbz * c->act_stride);
     if (c->act_planes == 2) {
         c->act2 = aligned_alloc(64, nbz * c->act_stride);
@@ -435,6 +467,7 @@ void shoal_llama_ctx_delete(shoal_llama_ctx_t *c)
     free(c->scores);
     free(c->act);
     free(c->act2);
+    free(c->qact);
     free(c->resid);
     free(c->y2);
     free(c->tmp);

@@ -102,6 +102,8 @@ typedef struct shoal_llama_ctx_params {
      * 2 (default): a second 8-bit plane carries the residual, ~15 bits in all; logits within
      * ~0.02 of float64, at the cost of a second integer pass over weights already in cache. */
     int act_planes;
+    /* Use only the portable quant.h dot products, never the fused AVX-512 kernels (tests). */
+    bool portable_kernels;
 } shoal_llama_ctx_params_t;
 
 void shoal_llama_ctx_params_init(shoal_llama_ctx_params_t *p);
