@@ -535,6 +535,46 @@ static void test_real_tensors(void **state)
             check_dot(t->type, row, x, n, names[k]);
         }
     }
+    /* whole Q4_1 matrices of every shape the model has (rows of 576 and 1536), on every ISA */
+    static const char *mats[] = {"blk.5.attn_k.weight", "blk.5.attn_output.weight", "blk.5.ffn_up.weight",
+                                 "blk.5.ffn_down.weight"};
+    for (size_t k = 0; k < sizeof mats / sizeof *mats; k++) {
+        const shoal_gguf_tensor_t *m;
+        assert_int_equal(shoal_gguf_find_tensor(g, mats[k], &m), SHOAL_OK);
+        assert_int_equal(m->type, SHOAL_GGML_Q4_1);
+        const int mn = (int)m->ne[0];
+        const int64_t mrows = (int64_t)m->ne[1];
+        float *ym = malloc(sizeof(float) * mrows);
+        uint8_t *am = malloc(shoal_act_size(m->type, mn));
+        double *wm = malloc(sizeof(double) * mn), *wmt = malloc(sizeof(double) * mn);
+        fill_random(x, mn, 3);
+        shoal_act_quantize(m->type, x, am, mn);
+        const float *amd = (const float *)(am + mn);
+        for (int isa = 0; isa < SHOAL_ISA_COUNT; isa++) {
+            if (!shoal_isa_available(isa)) continue;
+            memset(ym, 0xff, sizeof(float) * mrows);
+            shoal_matvec_isa(isa, m->type, m->data, m->row_bytes, mrows, am, mn, ym);
+            for (int64_t r = 0; r < mrows; r++) {
+                ref_dequantize(m->type, (const uint8_t *)m->data + r * m->row_bytes, wm, wmt, mn);
+                double ref_r = 0, abs_sum = 0;
+                for (int i = 0; i < mn; i++) {
+                    double a = (double)amd[i / 32] * ((const int8_t *)am)[act_index(i, mn)];
+                    ref_r += wm[i] * a;
+                    abs_sum += fabs(wm[i] * a);
+                }
+                if (fabs(ym[r] - ref_r) > REL_TOL * abs_sum) {
+                    fprintf(stderr, "%s %s row %lld: %.9g vs %.9g\n", mats[k], shoal_isa_name(isa), (long long)r, ym[r],
+                            ref_r);
+                    fail();
+                }
+            }
+        }
+        free(ym);
+        free(am);
+        free(wm);
+        free(wmt);
+    }
+
     /* the whole output projection on the best ISA, and a 1000-row slice on each ISA */
     const shoal_gguf_tensor_t *t;
     assert_int_equal(shoal_gguf_find_tensor(g, "token_embd.weight", &t), SHOAL_OK);
