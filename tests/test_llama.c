@@ -36,9 +36,11 @@
  *   checked: 3.0 leaves ~2x margin. */
 #define LOGIT_TOL 0.05
 #define LOGIT_TOL_8BIT 3.0
-/* Batched vs token-by-token: same quantised activations, only the summation order of attention
- * and float rounding in the batched matmul differ. */
-#define BATCH_TOL 1e-3
+/* Batched vs token-by-token: decode runs a one-row kernel, prefill a four-row one, so float sums
+ * round differently; through 30 layers (and activation re-quantisation, where a last-bit change
+ * can move a rounding) that shows as up to 5.4e-3 here. Each path is within 0.0074 of float64,
+ * so 0.02 bounds their difference with margin. */
+#define BATCH_TOL 0.02
 
 typedef struct fixture {
     shoal_gguf_t *g;

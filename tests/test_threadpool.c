@@ -24,6 +24,10 @@ typedef struct count_ctx {
 static void count_task(void *vctx, int task, int thread)
 {
     count_ctx_t *c = vctx;
+    /* a little work, so workers get to claim tasks before the caller has taken them all */
+    volatile unsigned spin = 0;
+    for (int i = 0; i < 2000; i++)
+        spin += (unsigned)i;
     atomic_fetch_add(&c->hits[task], 1);
     if (thread < 0 || thread >= c->n_threads)
         atomic_fetch_add(&c->bad_thread, 1);
@@ -92,6 +96,23 @@ static void test_many_small_jobs(void **state)
 }
 
 /* Workers that have gone to sleep on the futex must be woken by the next job. */
+/* Workers really take part: over many jobs of many small tasks, thread 1 runs some. */
+static void test_workers_participate(void **state)
+{
+    (void)state;
+    shoal_threadpool_t *pool = NULL;
+    assert_int_equal(shoal_threadpool_new(2, &pool), SHOAL_OK);
+    count_ctx_t c;
+    memset(&c, 0, sizeof c);
+    c.n_threads = 2;
+    c.hits = calloc(64, sizeof *c.hits);
+    for (int r = 0; r < 2000 && atomic_load(&c.per_thread[1]) == 0; r++)
+        shoal_threadpool_parallel_for(pool, count_task, &c, 64);
+    assert_true(atomic_load(&c.per_thread[1]) > 0);
+    free(c.hits);
+    shoal_threadpool_delete(pool);
+}
+
 static void test_wake_after_sleep(void **state)
 {
     (void)state;
@@ -185,7 +206,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_task_once),   cmocka_unit_test(test_many_small_jobs),
-        cmocka_unit_test(test_wake_after_sleep),  cmocka_unit_test(test_nested_runs_inline),
+        cmocka_unit_test(test_wake_after_sleep),  cmocka_unit_test(test_workers_participate),  cmocka_unit_test(test_nested_runs_inline),
         cmocka_unit_test(test_concurrent_callers), cmocka_unit_test(test_bad_args),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,12 +1,14 @@
 /* threadpool.c — persistent workers that spin briefly, then sleep on a futex, between jobs.
  *
- * Design: one job at a time. The caller publishes (fn, ctx, n_tasks), bumps a generation
- * counter (the futex word) and wakes sleepers only if some worker actually sleeps. Tasks are
- * claimed with an atomic counter, so uneven tasks balance themselves. The caller then waits
- * until every worker has acknowledged the generation: a worker may otherwise still be
- * incrementing the old job's task counter when the next job resets it, and steal a task of
- * the new job with the old function. Waiting for all workers costs nothing extra in practice
- * because workers are spinning when jobs arrive back to back. */
+ * Design: one job at a time. The caller publishes (fn, ctx, n_tasks), then a 64-bit claim word
+ * (job number << 32 | next task), then bumps the generation (the futex word), waking sleepers
+ * only if some worker actually sleeps. Every thread, the caller included, claims tasks by
+ * compare-and-swap on the claim word, which succeeds only while the job number is still the
+ * current one: a worker that wakes late cannot steal a task of a later job. The job is done when
+ * the number of finished tasks reaches n_tasks; the caller never waits for a worker that claimed
+ * nothing. That matters on a busy machine: a worker preempted by another process before it saw
+ * the job costs nothing (the others take its share), where waiting for every worker to check in
+ * would stall each of decode's hundreds of jobs per token for a scheduler time slice. */
 #include "backend/cpu/threadpool.h"
 
 #include <limits.h>
@@ -45,11 +47,11 @@ struct shoal_threadpool {
     /* The current job, written by the caller before the generation bump. */
     shoal_task_fn fn;
     void *ctx;
-    int n_tasks;
+    atomic_int n_tasks; /* relaxed: a stale reader is caught by the claim CAS */
 
-    _Alignas(64) atomic_int next_task;
-    _Alignas(64) atomic_uint gen; /* futex word: bumped once per job and on shutdown */
-    _Alignas(64) atomic_int n_acked; /* workers done with the current generation */
+    _Alignas(64) _Atomic uint64_t claim; /* job << 32 | next task index */
+    _Alignas(64) atomic_uint gen;        /* futex word: bumped once per job and on shutdown */
+    _Alignas(64) atomic_int n_done;      /* tasks of the current job finished */
     atomic_int n_sleeping;
     atomic_bool stop;
 };
@@ -79,16 +81,21 @@ static void futex_wake_all(atomic_uint *addr)
     syscall(SYS_futex, (unsigned *)addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
+/* Claims and runs tasks of the job current at entry until none are left. Job fields are read
+ * only after a successful claim: the job cannot finish (and be replaced) while we hold a task. */
 static void run_tasks(shoal_threadpool_t *p, int thread)
 {
-    shoal_task_fn fn = p->fn;
-    void *ctx = p->ctx;
-    int n = p->n_tasks;
+    uint64_t c = atomic_load_explicit(&p->claim, memory_order_acquire);
     for (;;) {
-        int t = atomic_fetch_add_explicit(&p->next_task, 1, memory_order_relaxed);
-        if (t >= n)
-            break;
-        fn(ctx, t, thread);
+        int n = atomic_load_explicit(&p->n_tasks, memory_order_relaxed); /* stale: the CAS fails */
+        if ((int)(uint32_t)c >= n)
+            return;
+        if (!atomic_compare_exchange_weak_explicit(&p->claim, &c, c + 1, memory_order_acq_rel,
+                                                   memory_order_acquire))
+            continue; /* c was reloaded */
+        p->fn(p->ctx, (int)(uint32_t)c, thread);
+        atomic_fetch_add_explicit(&p->n_done, 1, memory_order_release);
+        c = atomic_load_explicit(&p->claim, memory_order_acquire);
     }
 }
 
@@ -138,7 +145,6 @@ static void *worker_main(void *arg)
         if (atomic_load_explicit(&p->stop, memory_order_acquire))
             break;
         run_tasks(p, wa.id);
-        atomic_fetch_add_explicit(&p->n_acked, 1, memory_order_release);
     }
     return NULL;
 }
@@ -217,12 +223,15 @@ void shoal_threadpool_parallel_for(shoal_threadpool_t *p, shoal_task_fn fn, void
         return;
     }
     pthread_mutex_lock(&p->call_lock);
+    uint64_t job = (atomic_load_explicit(&p->claim, memory_order_relaxed) >> 32) + 1;
+    /* Between jobs the claim word is exhausted (next >= n_tasks), so nobody reads these while
+     * they change; the release store of the new claim word publishes them. */
     p->fn = fn;
     p->ctx = ctx;
-    p->n_tasks = n_tasks;
-    atomic_store_explicit(&p->next_task, 0, memory_order_relaxed);
-    atomic_store_explicit(&p->n_acked, 0, memory_order_relaxed);
-    atomic_fetch_add(&p->gen, 1); /* seq_cst: publishes the job, orders against n_sleeping */
+    atomic_store_explicit(&p->n_tasks, n_tasks, memory_order_relaxed);
+    atomic_store_explicit(&p->n_done, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->claim, job << 32, memory_order_release);
+    atomic_fetch_add(&p->gen, 1); /* seq_cst: wakes spinners, orders against n_sleeping */
     if (atomic_load(&p->n_sleeping) > 0)
         futex_wake_all(&p->gen);
 
@@ -230,9 +239,8 @@ void shoal_threadpool_parallel_for(shoal_threadpool_t *p, shoal_task_fn fn, void
     run_tasks(p, 0);
     tl_in_task = 0;
 
-    int workers = p->n_threads - 1;
     int64_t t0 = 0;
-    for (int i = 0; atomic_load_explicit(&p->n_acked, memory_order_acquire) < workers; i++) {
+    for (int i = 0; atomic_load_explicit(&p->n_done, memory_order_acquire) < n_tasks; i++) {
         cpu_relax();
         if ((i & 255) == 255) {
             if (!t0)
