@@ -274,7 +274,7 @@ static const int32_t k_prompt_chat[] = {1, 4093, 198, 1780, 314, 260, 3575, 282,
 static const int32_t k_prompt_misc[] = {504, 2365, 6354, 16438, 27003, 690, 260, 23790, 2767, 30, 378, 216, 33, 34, 35};
 
 static void compare_to_ref(fixture_t *f, const int32_t *tokens, int T, const double *ref, const char *label,
-                           int act_planes, double tol, bool strict_top1)
+                           int act_planes, bool portable, double tol, bool strict_top1)
 {
     const int vocab = f->m->hp.vocab;
     shoal_llama_ctx_t *c;
@@ -283,6 +283,7 @@ static void compare_to_ref(fixture_t *f, const int32_t *tokens, int T, const dou
     p.n_ctx = 256;
     p.n_batch = 7; /* several chunks, the last one partial */
     p.act_planes = act_planes;
+    p.portable_kernels = portable;
     assert_int_equal(shoal_llama_ctx_new(f->m, &p, f->pool, &c), SHOAL_OK);
     float *lg = malloc((size_t)T * vocab * sizeof(float));
     assert_int_equal(shoal_llama_eval(c, tokens, T, 0, lg, SHOAL_LLAMA_LOGITS_ALL), SHOAL_OK);
@@ -318,6 +319,83 @@ static void compare_to_ref(fixture_t *f, const int32_t *tokens, int T, const dou
     shoal_llama_ctx_delete(c);
 }
 
+
+/* The independent numpy float64 reference (tests/fixtures/README.md, format SHOALLG1): logits at
+ * every position of 4 prompts and the reference's 16-token greedy continuations. */
+static uint32_t rd_u32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static void test_matches_numpy_fixture(void **state)
+{
+    fixture_t *f = *state;
+    NEED_MODEL(f);
+    const char *src = getenv("SHOAL_SOURCE_DIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/fixtures/logits_smollm2.bin", src ? src : ".");
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        fprintf(stderr, "fixture %s missing\n", path);
+        skip();
+    }
+    fseek(fp, 0, SEEK_END);
+    long len = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    uint8_t *buf = malloc((size_t)len);
+    assert_int_equal(fread(buf, 1, (size_t)len, fp), (size_t)len);
+    fclose(fp);
+    assert_true(len >= 24 && !memcmp(buf, "SHOALLG1", 8));
+    const int vocab = f->m->hp.vocab;
+    assert_int_equal(rd_u32(buf + 8), 1);
+    assert_int_equal(rd_u32(buf + 12), (uint32_t)vocab);
+    const int n_prompts = (int)rd_u32(buf + 16), n_greedy = (int)rd_u32(buf + 20);
+    size_t off = 24;
+    double worst = 0;
+    for (int pi = 0; pi < n_prompts; pi++) {
+        assert_true(off + 8 <= (size_t)len);
+        int T = (int)rd_u32(buf + off);
+        off += 8;
+        assert_true(T > 0 && off + 4 * ((size_t)T + n_greedy + (size_t)T * vocab) <= (size_t)len);
+        int32_t *ids = malloc(((size_t)T + n_greedy) * sizeof(int32_t));
+        memcpy(ids, buf + off, (size_t)(T + n_greedy) * 4);
+        off += 4 * (size_t)(T + n_greedy);
+        double *ref = malloc((size_t)T * vocab * sizeof(double));
+        for (size_t i = 0; i < (size_t)T * vocab; i++) {
+            float v;
+            memcpy(&v, buf + off + 4 * i, 4);
+            ref[i] = v;
+        }
+        off += 4 * (size_t)T * vocab;
+        char label[64];
+        snprintf(label, sizeof label, "numpy fixture, prompt %d", pi);
+        compare_to_ref(f, ids, T, ref, label, 2, false, LOGIT_TOL, true);
+
+        /* greedy continuation, token by token (the decode path) */
+        shoal_llama_ctx_t *c;
+        assert_int_equal(shoal_llama_ctx_new(f->m, NULL, f->pool, &c), SHOAL_OK);
+        float *lg = malloc((size_t)vocab * sizeof(float));
+        assert_int_equal(shoal_llama_eval(c, ids, T, 0, lg, SHOAL_LLAMA_LOGITS_LAST), SHOAL_OK);
+        for (int s = 0; s < n_greedy; s++) {
+            int32_t t = argmax_f(lg, vocab);
+            if (t != ids[T + s])
+                fprintf(stderr, "%s: greedy step %d: %d, reference %d\n", label, s, t, ids[T + s]);
+            assert_int_equal(t, ids[T + s]);
+            assert_int_equal(shoal_llama_eval(c, &t, 1, T + s, lg, SHOAL_LLAMA_LOGITS_LAST), SHOAL_OK);
+        }
+        fprintf(stderr, "%s: greedy continuation of %d tokens identical\n", label, n_greedy);
+        free(lg);
+        shoal_llama_ctx_delete(c);
+        free(ref);
+        free(ids);
+        (void)worst;
+    }
+    assert_int_equal(off, (size_t)len);
+    free(buf);
+}
+
 /* ---------------------------------------------------------------- tests */
 
 static void test_hparams(void **state)
@@ -350,9 +428,11 @@ static void test_matches_float64_reference(void **state)
         double *ref = ref_forward(f->g, prompts[i], lens[i]);
         char label[64];
         snprintf(label, sizeof label, "in-test reference, prompt %d", i);
-        compare_to_ref(f, prompts[i], lens[i], ref, label, 2, LOGIT_TOL, true);
+        compare_to_ref(f, prompts[i], lens[i], ref, label, 2, false, LOGIT_TOL, true);
+        snprintf(label, sizeof label, "in-test reference, prompt %d, portable kernels", i);
+        compare_to_ref(f, prompts[i], lens[i], ref, label, 2, true, LOGIT_TOL, true);
         snprintf(label, sizeof label, "in-test reference, prompt %d, 8-bit", i);
-        compare_to_ref(f, prompts[i], lens[i], ref, label, 1, LOGIT_TOL_8BIT, false);
+        compare_to_ref(f, prompts[i], lens[i], ref, label, 1, false, LOGIT_TOL_8BIT, false);
         free(ref);
     }
 }
@@ -586,6 +666,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hparams),
         cmocka_unit_test(test_matches_float64_reference),
+        cmocka_unit_test(test_matches_numpy_fixture),
         cmocka_unit_test(test_batched_equals_sequential),
         cmocka_unit_test(test_kv_restore_bit_exact),
         cmocka_unit_test(test_limits_and_bad_input),

@@ -18,7 +18,6 @@
 #include "backend/cpu/qdot.h"
 #include "core/error.h"
 #include "model/quant.h"
-#include "model/quant_impl.h" /* prepared-activation layout: the second plane needs plane 1's values */
 
 struct shoal_llama_ctx {
     const shoal_llama_model_t *m;
@@ -189,13 +188,19 @@ static void set_act(shoal_llama_ctx_t *c, mm_part_t *p, const shoal_llama_mat_t 
                 const float *xt = x + (size_t)t * ld;
                 shoal_act_quantize(w->type, xt, a, n);
                 if (c->act_planes == 2) {
-                    /* residual of plane 1, |r| <= d/2 per element, quantised again: together
-                     * the planes carry about 15 bits per element */
-                    const int8_t *q = act_q(a);
-                    const float *d = act_d(a, n);
+                    /* residual of plane 1, |r| <= d/2 per element, quantised again: together the
+                     * planes carry about 15 bits per element. Plane 1's values are recomputed
+                     * with quant.h's documented arithmetic (d = amax/127, q = rint(x * 127/amax)),
+                     * which reproduces its bytes without reading its private layout. */
                     float *r = c->resid + (size_t)t * c->act_stride;
-                    for (int i = 0; i < n; i++)
-                        r[i] = xt[i] - d[i / QK] * (float)q[i];
+                    for (int b0 = 0; b0 < n; b0 += 32) {
+                        float amax = 0.0f;
+                        for (int i = b0; i < b0 + 32; i++)
+                            amax = fmaxf(amax, fabsf(xt[i]));
+                        float id = amax != 0.0f ? 127.0f / amax : 0.0f, d = amax / 127.0f;
+                        for (int i = b0; i < b0 + 32; i++)
+                            r[i] = xt[i] - d * nearbyintf(xt[i] * id);
+                    }
                     shoal_act_quantize(w->type, r, c->act2 + (size_t)t * c->act_stride, n);
                 }
             }
@@ -421,7 +426,14 @@ shoal_status_t shoal_llama_ctx_new(const shoal_llama_model_t *m, const shoal_lla
     c->n_batch = n_batch;
     c->xb_dim = hp->dim > hp->q_dim ? hp->dim : hp->q_dim;
     size_t max_in = (size_t)(hp->ffn_dim > c->xb_dim ? hp->ffn_dim : c->xb_dim);
-    c->act_stride = (max_in + 8 * (max_in / 32) + 63) & ~(size_t)63;
+    /* quant.h's prepared activations: the largest of its integer-dot formats at the widest input */
+    size_t act_max = 0;
+    const uint32_t int_types[] = {SHOAL_GGML_Q4_0, SHOAL_GGML_Q4_1, SHOAL_GGML_Q8_0};
+    for (int i = 0; i < 3; i++) {
+        size_t a = shoal_act_size(int_types[i], (int64_t)max_in);
+        act_max = a > act_max ? a : act_max;
+    }
+    c->act_stride = (act_max + 63) & ~(size_t)63;
     size_t nbz = (size_t)n_batch;
     /* calloc of a large cache maps fresh zero pages lazily: unused positions cost no memory */
     c->kv = calloc((size_t)hp->n_layer * 2 * (size_t)n_ctx * hp->kv_dim, sizeof(float));
