@@ -532,6 +532,8 @@ void shoal_matvec_isa(shoal_isa_t isa, uint32_t type, const void *w, size_t row_
             y[r + 3 * quarter] = out[3];
         }
         r = 4 * quarter;
+    } else if ((uint64_t)row_stride * 3 > (uint64_t)INT32_MAX) { /* absurdly long rows: one at a time */
+        for (; r < nrows; r++) y[r] = k->dot1(p + (size_t)r * row_stride, act, n);
     } else {
         for (; r + 4 <= nrows; r += 4) {
             const void *rows[4] = {p + (size_t)r * row_stride, p + (size_t)(r + 1) * row_stride,
@@ -560,6 +562,12 @@ void shoal_matmul(uint32_t type, const void *w, size_t row_stride, int64_t nrows
     const qkern *k = kern(shoal_isa_best(), type);
     if (!k) return;
     const char *p = w, *a = acts;
+    if ((uint64_t)row_stride * 3 > (uint64_t)INT32_MAX) { /* the kernels' 32-bit row offsets: one row at a time */
+        for (int64_t r = 0; r < nrows; r++)
+            for (int64_t t = 0; t < nact; t++)
+                y[(size_t)t * ldy + r] = k->dot1(p + (size_t)r * row_stride, a + (size_t)t * act_stride, n);
+        return;
+    }
     /* four rows stay in L1 while every activation passes over them: weights leave memory once */
     for (int64_t r = 0; r < nrows; r += 4) {
         const void *rows[4];
