@@ -44,8 +44,24 @@ bool shoal_qdot_available(void)
 #endif
 }
 
-/* Plain C: the arithmetic the kernels assume, used on every CPU (it is not the hot path). */
+#if defined(__x86_64__) && defined(__GNUC__)
+static void qact_quantize_avx512(const float *x, int n, int planes, void *act);
+#endif
+
+/* Plain C: the arithmetic the kernels assume; the AVX-512 version does the same float operations
+ * (round to nearest even, an exact residual, an exact scaling by 256), so its bytes are identical. */
 void shoal_qact_quantize(const float *x, int n, int planes, void *act)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (shoal_qdot_available()) {
+        qact_quantize_avx512(x, n, planes, act);
+        return;
+    }
+#endif
+    shoal_qact_quantize_scalar(x, n, planes, act);
+}
+
+void shoal_qact_quantize_scalar(const float *x, int n, int planes, void *act)
 {
     int8_t *q1 = (int8_t *)act, *q2 = q1 + n;
     float *d = (float *)(q2 + n), *s = d + n / QB;
@@ -53,7 +69,7 @@ void shoal_qact_quantize(const float *x, int n, int planes, void *act)
         const float *xb = x + b * QB;
         float amax = 0.0f;
         for (int j = 0; j < QB; j++)
-            amax = fmaxf(amax, fabsf(xb[j]));
+            amax = fabsf(xb[j]) > amax ? fabsf(xb[j]) : amax;
         float id = amax > 0.0f ? 127.0f / amax : 0.0f;
         int sum = 0;
         for (int j = 0; j < QB; j++) {
@@ -127,6 +143,38 @@ K512 static inline __m256i unpack_nib(const uint8_t *qs)
     __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
     b = _mm256_srlv_epi64(b, _mm256_setr_epi64x(0, 0, 4, 4));
     return _mm256_and_si256(b, _mm256_set1_epi8(15));
+}
+
+K512 static void qact_quantize_avx512(const float *x, int n, int planes, void *act)
+{
+    int8_t *q1 = (int8_t *)act, *q2 = q1 + n;
+    float *d = (float *)(q2 + n), *s = d + n / QB;
+    const int rn = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    for (int b = 0; b < n / QB; b++) {
+        __m512 x0 = _mm512_loadu_ps(x + b * QB), x1 = _mm512_loadu_ps(x + b * QB + 16);
+        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+        __m512 id = _mm512_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+        __m512 v0 = _mm512_mul_ps(x0, id), v1 = _mm512_mul_ps(x1, id);
+        __m512 r0 = _mm512_roundscale_ps(v0, rn), r1 = _mm512_roundscale_ps(v1, rn);
+        __m512i a0 = _mm512_cvtps_epi32(r0), a1 = _mm512_cvtps_epi32(r1);
+        __m512i c0 = _mm512_setzero_si512(), c1 = c0;
+        if (planes == 2) {
+            const __m512 k256 = _mm512_set1_ps(256.0f);
+            const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+            c0 = _mm512_cvtps_epi32(_mm512_roundscale_ps(_mm512_mul_ps(_mm512_sub_ps(v0, r0), k256), rn));
+            c1 = _mm512_cvtps_epi32(_mm512_roundscale_ps(_mm512_mul_ps(_mm512_sub_ps(v1, r1), k256), rn));
+            c0 = _mm512_min_epi32(_mm512_max_epi32(c0, lo), hi);
+            c1 = _mm512_min_epi32(_mm512_max_epi32(c1, lo), hi);
+        }
+        _mm_storeu_si128((__m128i *)(q1 + b * QB), _mm512_cvtepi32_epi8(a0));
+        _mm_storeu_si128((__m128i *)(q1 + b * QB + 16), _mm512_cvtepi32_epi8(a1));
+        _mm_storeu_si128((__m128i *)(q2 + b * QB), _mm512_cvtepi32_epi8(c0));
+        _mm_storeu_si128((__m128i *)(q2 + b * QB + 16), _mm512_cvtepi32_epi8(c1));
+        __m512i sum = _mm512_add_epi32(_mm512_add_epi32(_mm512_slli_epi32(a0, 8), c0),
+                                       _mm512_add_epi32(_mm512_slli_epi32(a1, 8), c1));
+        d[b] = amax / 127.0f / 256.0f;
+        s[b] = d[b] * (float)_mm512_reduce_add_epi32(sum);
+    }
 }
 
 /* (w . a1) << 8 + w . a2 in 8 int32 lanes (w unsigned, a signed). */

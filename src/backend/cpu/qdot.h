@@ -25,6 +25,8 @@ bool shoal_qdot_type_supported(uint32_t type);
 size_t shoal_qact_size(int n);
 /* Quantises x (n floats) into act with 1 or 2 planes. */
 void shoal_qact_quantize(const float *x, int n, int planes, void *act);
+/* The portable C version (tests: the SIMD one must produce the same bytes). */
+void shoal_qact_quantize_scalar(const float *x, int n, int planes, void *act);
 /* y[t * ldy + r] = row r . act t, rows r in [0, nrows) at w + r * stride, activations t in [0, nact) at
  * act + t * act_stride. Weights are reused across the activations while in L1. */
 void shoal_qdot_matmul(uint32_t type, const void *w, size_t stride, int nrows, const void *act, size_t act_stride,
