@@ -159,7 +159,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < n; i++) x[i] = frand();
     static const uint32_t types[] = {SHOAL_GGML_Q4_1, SHOAL_GGML_Q8_0, SHOAL_GGML_Q4_0, SHOAL_GGML_F16, SHOAL_GGML_BF16,
                                      SHOAL_GGML_F32};
-    printf("%-5s %-12s %3s %10s %10s %10s\n", "type", "isa", "thr", "L2 GB/s", "DRAM GB/s", "DRAM Gel/s");
+    printf("%-5s %-12s %3s %10s %10s %10s %12s\n", "type", "isa", "thr", "L2 GB/s", "DRAM GB/s", "DRAM Gel/s",
+           "mm32 GMAC/s");
     for (size_t ty = 0; ty < sizeof types / sizeof *types; ty++) {
         uint32_t type = types[ty];
         if (only && strcmp(only, shoal_qtype_name(type))) continue;
@@ -179,6 +180,15 @@ int main(int argc, char **argv)
         void *act = aligned_alloc(64, (shoal_act_size(type, n) + 63) / 64 * 64);
         shoal_act_quantize(type, x, act, n);
         float *y = malloc(sizeof(float) * drows), *yref = malloc(sizeof(float) * rows_l2);
+        size_t act_stride = (shoal_act_size(type, n) + 63) / 64 * 64;
+        char *acts32 = aligned_alloc(64, act_stride * 32);
+        float *ymm = malloc(sizeof(float) * rows_l2 * 32);
+        for (int t = 0; t < 32; t++) {
+            float *xt = malloc(sizeof(float) * n);
+            for (int i = 0; i < n; i++) xt[i] = frand();
+            shoal_act_quantize(type, xt, acts32 + t * act_stride, n);
+            free(xt);
+        }
         shoal_matvec_isa(SHOAL_ISA_SCALAR, type, dram, rb, rows_l2, act, n, yref);
         for (int isa = SHOAL_ISA_SCALAR; isa < SHOAL_ISA_COUNT; isa++) {
             if (!shoal_isa_available(isa)) continue;
@@ -200,12 +210,22 @@ int main(int argc, char **argv)
                                                         isa == SHOAL_ISA_SCALAR ? 1 : 2) /
                                                 (isa == SHOAL_ISA_SCALAR ? 1 : 2));
                 }
-                printf("%-5s %-12s %3d %10.1f %10.1f %10.2f\n", shoal_qtype_name(type), shoal_isa_name(isa), th,
-                       rows_l2 * rb / best_l2 / 1e9, drows * rb / best_dr / 1e9, (double)drows * n / best_dr / 1e9);
+                /* batched (prefill-like): 32 activations over the L2 matrix, one thread */
+                double best_mm = 1e9;
+                for (int k = 0; k < trials; k++) {
+                    double t0 = g_use_cpu_time ? cpu_now() : now();
+                    shoal_matmul_isa(isa, type, dram, rb, rows_l2, acts32, act_stride, 32, n, ymm, rows_l2);
+                    best_mm = fmin(best_mm, (g_use_cpu_time ? cpu_now() : now()) - t0);
+                }
+                printf("%-5s %-12s %3d %10.1f %10.1f %10.2f %12.1f\n", shoal_qtype_name(type), shoal_isa_name(isa), th,
+                       rows_l2 * rb / best_l2 / 1e9, drows * rb / best_dr / 1e9, (double)drows * n / best_dr / 1e9,
+                       32.0 * rows_l2 * n / best_mm / 1e9);
                 fflush(stdout);
             }
         }
         free(act);
+        free(acts32);
+        free(ymm);
         free(y);
         free(yref);
     }

@@ -466,39 +466,53 @@ static void test_dot_random(void **state)
     }
 }
 
-/* matvec (4-row kernels + remainder) and matmul agree with per-row dots on every ISA. */
+/* matvec (4-row kernels, quarter streams, remainders) and matmul (1..9 activations, padded passes) agree
+ * with per-row dots on every ISA, for even and odd block counts. */
 static void test_matvec_matmul(void **state)
 {
     (void)state;
-    const int n = 576, rows = 67, nact = 3;
-    static float x[3][576], w[576], y[3][67], y2[67];
-    static uint8_t mat[67 * 576 * 4], acts[3][576 * 4 + 64];
-    for (size_t t = 0; t < N_TYPES; t++) {
-        uint32_t type = k_types[t];
-        size_t rb = shoal_qtype_row_size(type, n), as = shoal_act_size(type, n);
-        for (int r = 0; r < rows; r++) {
-            fill_random(w, n, r % 4);
-            ref_quantize(type, w, mat + r * rb, n);
-        }
-        for (int a = 0; a < nact; a++) {
-            fill_random(x[a], n, a);
-            shoal_act_quantize(type, x[a], acts[a], n);
-        }
-        shoal_matmul(type, mat, rb, rows, acts, sizeof acts[0], nact, n, &y[0][0], 67);
-        (void)as;
-        for (int isa = 0; isa < SHOAL_ISA_COUNT; isa++) {
-            if (!shoal_isa_available(isa)) continue;
-            for (int a = 0; a < nact; a++) {
-                shoal_matvec_isa(isa, type, mat, rb, rows, acts[a], n, y2);
-                for (int r = 0; r < rows; r++) {
-                    float one = shoal_vec_dot_isa(isa, type, mat + r * rb, acts[a], n);
-                    float best = shoal_vec_dot(type, mat + r * rb, acts[a], n);
-                    assert_int_equal(shoal_dequantize_row(type, mat + r * rb, w, n), SHOAL_OK);
-                    double abs_sum = 0;
-                    for (int i = 0; i < n; i++) abs_sum += fabs(w[i] * x[a][i]);
-                    double scale = REL_TOL * abs_sum * 1.1 + 1e-30; /* act rounding is shared, so it cancels */
-                    assert_true(fabs(y2[r] - one) <= scale);
-                    assert_true(fabs(y[a][r] - best) <= scale);
+    static const int sizes[] = {576, 96};
+    const int rows = 67, nact_max = 9;
+    static float x[9][576], w[576], y[9 * 67], y2[67];
+    static uint8_t mat[67 * 576 * 4], acts[9][576 * 4 + 64];
+    for (int si = 0; si < 2; si++) {
+        const int n = sizes[si];
+        for (size_t t = 0; t < N_TYPES; t++) {
+            uint32_t type = k_types[t];
+            size_t rb = shoal_qtype_row_size(type, n);
+            for (int r = 0; r < rows; r++) {
+                fill_random(w, n, r % 4);
+                ref_quantize(type, w, mat + r * rb, n);
+            }
+            for (int a = 0; a < nact_max; a++) {
+                fill_random(x[a], n, a % 4);
+                shoal_act_quantize(type, x[a], acts[a], n);
+            }
+            for (int isa = 0; isa < SHOAL_ISA_COUNT; isa++) {
+                if (!shoal_isa_available(isa)) continue;
+                for (int nact = 1; nact <= nact_max; nact += (nact < 5 ? 1 : 4)) {
+                    memset(y, 0xff, sizeof y);
+                    shoal_matmul_isa(isa, type, mat, rb, rows, acts, sizeof acts[0], nact, n, y, 67);
+                    for (int a = 0; a < nact; a++) {
+                        shoal_matvec_isa(isa, type, mat, rb, rows, acts[a], n, y2);
+                        for (int r = 0; r < rows; r++) {
+                            float one = shoal_vec_dot_isa(isa, type, mat + r * rb, acts[a], n);
+                            assert_int_equal(shoal_dequantize_row(type, mat + r * rb, w, n), SHOAL_OK);
+                            double abs_sum = 0;
+                            for (int i = 0; i < n; i++) abs_sum += fabs(w[i] * x[a][i]);
+                            double tol = REL_TOL * abs_sum * 1.1 + 1e-30; /* act rounding is shared: it cancels */
+                            if (fabs(y2[r] - one) > tol || fabs(y[a * 67 + r] - one) > tol) {
+                                fprintf(stderr, "%s %s n=%d nact=%d a=%d r=%d: dot %.9g matvec %.9g matmul %.9g\n",
+                                        shoal_qtype_name(type), shoal_isa_name(isa), n, nact, a, r, one, y2[r],
+                                        y[a * 67 + r]);
+                                fail();
+                            }
+                        }
+                    }
+                    /* nothing written past the nact x rows block (ldy = rows here) */
+                    uint32_t canary;
+                    memcpy(&canary, &y[nact * 67], 4);
+                    if (nact < nact_max) assert_int_equal(canary, 0xffffffffu);
                 }
             }
         }

@@ -452,8 +452,8 @@ SCALAR_DOT4(dot4_bf16, dot1_bf16)
 
 const qkern *shoal_qkern_scalar(uint32_t type)
 {
-    static const qkern q4_0 = {dot1_q4_0, dot4_q4_0}, q4_1 = {dot1_q4_1, dot4_q4_1}, q8_0 = {dot1_q8_0, dot4_q8_0},
-                       f32 = {dot1_f32, dot4_f32}, f16 = {dot1_f16, dot4_f16}, bf16 = {dot1_bf16, dot4_bf16};
+    static const qkern q4_0 = {dot1_q4_0, dot4_q4_0, NULL, 0}, q4_1 = {dot1_q4_1, dot4_q4_1, NULL, 0}, q8_0 = {dot1_q8_0, dot4_q8_0, NULL, 0},
+                       f32 = {dot1_f32, dot4_f32, NULL, 0}, f16 = {dot1_f16, dot4_f16, NULL, 0}, bf16 = {dot1_bf16, dot4_bf16, NULL, 0};
     switch (type) {
     case SHOAL_GGML_Q4_0: return &q4_0;
     case SHOAL_GGML_Q4_1: return &q4_1;
@@ -559,7 +559,13 @@ void shoal_matvec(uint32_t type, const void *w, size_t row_stride, int64_t nrows
 void shoal_matmul(uint32_t type, const void *w, size_t row_stride, int64_t nrows, const void *acts,
                   size_t act_stride, int64_t nact, int64_t n, float *y, size_t ldy)
 {
-    const qkern *k = kern(shoal_isa_best(), type);
+    shoal_matmul_isa(shoal_isa_best(), type, w, row_stride, nrows, acts, act_stride, nact, n, y, ldy);
+}
+
+void shoal_matmul_isa(shoal_isa_t isa, uint32_t type, const void *w, size_t row_stride, int64_t nrows,
+                      const void *acts, size_t act_stride, int64_t nact, int64_t n, float *y, size_t ldy)
+{
+    const qkern *k = kern(isa, type);
     if (!k) return;
     const char *p = w, *a = acts;
     if ((uint64_t)row_stride * 3 > (uint64_t)INT32_MAX) { /* the kernels' 32-bit row offsets: one row at a time */
@@ -572,7 +578,20 @@ void shoal_matmul(uint32_t type, const void *w, size_t row_stride, int64_t nrows
     for (int64_t r = 0; r < nrows; r += 4) {
         const void *rows[4];
         for (int i = 0; i < 4; i++) rows[i] = p + (size_t)(r + i < nrows ? r + i : nrows - 1) * row_stride;
-        for (int64_t t = 0; t < nact; t++) {
+        int64_t t = 0;
+        if (k->mm) { /* several activations per pass over the unpacked weights */
+            const int na = k->mm_acts;
+            for (; t < nact; t += na) {
+                const void *av[8];
+                float out[32];
+                for (int i = 0; i < na; i++) av[i] = a + (size_t)(t + i < nact ? t + i : nact - 1) * act_stride;
+                k->mm(rows, av, n, out);
+                for (int i = 0; i < na && t + i < nact; i++)
+                    for (int j = 0; j < 4 && r + j < nrows; j++) y[(size_t)(t + i) * ldy + r + j] = out[4 * i + j];
+            }
+            continue;
+        }
+        for (; t < nact; t++) {
             float out[4];
             k->dot4(rows, a + (size_t)t * act_stride, n, out);
             for (int i = 0; i < 4 && r + i < nrows; i++) y[(size_t)t * ldy + r + i] = out[i];

@@ -160,5 +160,7 @@ void shoal_act_quantize_isa(shoal_isa_t isa, uint32_t type, const float *x, void
 float shoal_vec_dot_isa(shoal_isa_t isa, uint32_t type, const void *row, const void *act, int64_t n);
 void shoal_matvec_isa(shoal_isa_t isa, uint32_t type, const void *w, size_t row_stride, int64_t nrows,
                       const void *act, int64_t n, float *y);
+void shoal_matmul_isa(shoal_isa_t isa, uint32_t type, const void *w, size_t row_stride, int64_t nrows,
+                      const void *acts, size_t act_stride, int64_t nact, int64_t n, float *y, size_t ldy);
 
 #endif

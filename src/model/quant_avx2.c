@@ -77,7 +77,10 @@ AVX2 void shoal_act_q8_avx2(const float *x, void *act, int64_t n)
         _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(whi, whi), _mm256_sign_epi8(ahi, whi)),    \
                           _mm256_set1_epi16(1)))
 #define DOT1(u, a) _mm256_madd_epi16(_mm256_maddubs_epi16(u, a), _mm256_set1_epi16(1))
+#define Q8_PREP(w) (w)
+#define DOTQ8P DOTQ8
 #define Q8_BIAS 0
+#define MM_A 2 /* 16 ymm registers: two activations per pass keep the unpacked weights in registers */
 #define KT AVX2
 #define KTABLE shoal_qkern_avx2
 #include "model/quant_kern.inc"

@@ -19,7 +19,10 @@
                                             alo),                                                                \
                         _mm256_xor_si256(whi, _mm256_set1_epi8(-128)), ahi)
 #define DOT1(u, a) _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, a)
+#define Q8_PREP(w) _mm256_xor_si256(w, _mm256_set1_epi8(-128))
+#define DOTQ8P(wlo, whi, alo, ahi) _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), wlo, alo), whi, ahi)
 #define Q8_BIAS 128
+#define MM_A 4 /* 32 vector registers with AVX-512VL: four activations per pass */
 #define KTABLE shoal_qkern_avx512
 #include "model/quant_kern.inc"
 #endif

@@ -52,10 +52,14 @@ static inline int64_t act_index(int64_t i, int64_t n)
 typedef float (*dot1_fn)(const void *row, const void *act, int64_t n);
 typedef void (*dot4_fn)(const void *const *rows, const void *act, int64_t n, float *y);
 typedef void (*actq_fn)(const float *x, void *act, int64_t n);
+/* Four rows times mm_acts activations (acts[0..mm_acts-1], may repeat): y[4 a + r]. */
+typedef void (*mm_fn)(const void *const *rows, const void *const *acts, int64_t n, float *y);
 
 typedef struct qkern {
     dot1_fn dot1;
     dot4_fn dot4;
+    mm_fn mm;    /* NULL: the batched form is dot4 per activation */
+    int mm_acts; /* activations per mm call */
 } qkern;
 
 /* Kernel table for a supported type on an ISA; NULL: the caller falls back to a lesser ISA. */
