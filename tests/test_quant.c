@@ -414,6 +414,26 @@ static void test_act_quantize(void **state)
     }
 }
 
+/* Non-finite activations (a model gone wrong, or a file with inf weights) stay defined on every ISA. */
+static void test_act_nonfinite(void **state)
+{
+    (void)state;
+    float x[64];
+    uint8_t a[64 + 12 * 2];
+    for (int i = 0; i < 64; i++) x[i] = (float)i - 20.0f;
+    x[3] = INFINITY;
+    x[40] = NAN;
+    x[41] = -INFINITY;
+    for (int isa = 0; isa < SHOAL_ISA_COUNT; isa++) {
+        if (!shoal_isa_available(isa)) continue;
+        shoal_act_quantize_isa(isa, SHOAL_GGML_Q8_0, x, a, 64);
+        for (int i = 0; i < 64; i++) {
+            int8_t q = ((const int8_t *)a)[i];
+            assert_true(q != -128); /* clamped, never the packs saturation value */
+        }
+    }
+}
+
 /* Checks one row's dot on every ISA against float64 (see the tolerances at the top). */
 static void check_dot(uint32_t type, const void *row, const float *x, int n, const char *what)
 {
@@ -634,6 +654,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_traits),         cmocka_unit_test(test_half_conversions),
         cmocka_unit_test(test_dequantize),     cmocka_unit_test(test_act_quantize),
+        cmocka_unit_test(test_act_nonfinite),
         cmocka_unit_test(test_dot_random),     cmocka_unit_test(test_matvec_matmul),
         cmocka_unit_test(test_real_tensors),
     };

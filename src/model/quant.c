@@ -351,7 +351,8 @@ void shoal_act_q8_scalar(const float *x, void *act, int64_t n)
         int64_t lo = act_index(b * QK, n), hi = act_index(b * QK + 16, n);
         int sum = 0;
         for (int j = 0; j < QK; j++) {
-            int qi = (int)nearbyintf(xb[j] * id);
+            /* the clamp only bites on non-finite input (inf * 0 = NaN -> -127): no undefined int cast */
+            int qi = (int)nearbyintf(fminf(fmaxf(xb[j] * id, -127.0f), 127.0f));
             q[(j < 16 ? lo : hi) + (j & 15)] = (int8_t)qi;
             sum += qi;
         }

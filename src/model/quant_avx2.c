@@ -29,10 +29,11 @@ AVX2 static inline __m256i quant_block(const float *xb, float *d, float *s, int3
     float id = amax != 0 ? 127.0f / amax : 0.0f;
     __m256 vid = _mm256_set1_ps(id);
 #define RNE (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
-    __m256i i0 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v0, vid), RNE));
-    __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v1, vid), RNE));
-    __m256i i2 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v2, vid), RNE));
-    __m256i i3 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v3, vid), RNE));
+    /* max(v, -127) returns -127 for NaN like the scalar fmaxf; finite values are unchanged */
+    const __m256 lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+#define QV(v) _mm256_cvtps_epi32(_mm256_round_ps(_mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(v, vid), lo), hi), RNE))
+    __m256i i0 = QV(v0), i1 = QV(v1), i2 = QV(v2), i3 = QV(v3);
+#undef QV
 #undef RNE
     __m256i t = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
     __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));

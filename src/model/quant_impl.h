@@ -13,7 +13,8 @@
  * two blocks' 16 bytes of nibbles, loaded side by side and masked / shifted, line up with the first
  * and second 32 bytes of the pair without any shuffling per row. An odd last block is stored plainly.
  * Quantisation is d = amax / 127, value = round_to_nearest_even(x * (127 / amax)) (0 when amax = 0),
- * done with the same float operations on every ISA so the bytes are identical.
+ * done with the same float operations on every ISA so the bytes are identical for finite input
+ * (non-finite input gives defined values, clamped to +-127, that may differ between ISAs).
  * For float types (F32, F16, BF16) the prepared activation is x as f32. */
 #ifndef SHOAL_MODEL_QUANT_IMPL_H
 #define SHOAL_MODEL_QUANT_IMPL_H
