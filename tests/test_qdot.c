@@ -78,6 +78,14 @@ static void test_quantize(void **state)
         qact_dequant(a, n, deq);
         for (int i = 0; i < n; i++)
             assert_true(deq[i] == 0.0);
+        /* non-finite input: both quantisers agree, the block's scale is NaN, no UB */
+        x[1] = NAN;
+        x[n - 1] = INFINITY;
+        shoal_qact_quantize(x, n, 2, a);
+        shoal_qact_quantize_scalar(x, n, 2, b);
+        assert_memory_equal(a, b, 2 * (size_t)n);
+        qact_dequant(a, n, deq);
+        assert_true(isnan(deq[1]) && isnan(deq[n - 1]));
         free(z), free(x), free(deq), free(a), free(b);
     }
 }

@@ -68,8 +68,19 @@ void shoal_qact_quantize_scalar(const float *x, int n, int planes, void *act)
     for (int b = 0; b < n / QB; b++) {
         const float *xb = x + b * QB;
         float amax = 0.0f;
-        for (int j = 0; j < QB; j++)
+        bool finite = true;
+        for (int j = 0; j < QB; j++) {
+            finite &= fabsf(xb[j]) < INFINITY; /* false for NaN too */
             amax = fabsf(xb[j]) > amax ? fabsf(xb[j]) : amax;
+        }
+        if (!finite) {
+            /* A model with non-finite weights: keep the NaN visible in the result, never convert
+             * a NaN to an integer (undefined in C). */
+            memset(q1 + b * QB, 0, QB);
+            memset(q2 + b * QB, 0, QB);
+            d[b] = s[b] = NAN;
+            continue;
+        }
         float id = amax > 0.0f ? 127.0f / amax : 0.0f;
         int sum = 0;
         for (int j = 0; j < QB; j++) {
@@ -152,6 +163,14 @@ K512 static void qact_quantize_avx512(const float *x, int n, int planes, void *a
     const int rn = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
     for (int b = 0; b < n / QB; b++) {
         __m512 x0 = _mm512_loadu_ps(x + b * QB), x1 = _mm512_loadu_ps(x + b * QB + 16);
+        const __m512 inf = _mm512_set1_ps(INFINITY);
+        if ((__mmask16)(_mm512_cmp_ps_mask(_mm512_abs_ps(x0), inf, _CMP_LT_OQ) &
+                        _mm512_cmp_ps_mask(_mm512_abs_ps(x1), inf, _CMP_LT_OQ)) != 0xffff) {
+            memset(q1 + b * QB, 0, QB); /* as the portable version: NaN scale, zero values */
+            memset(q2 + b * QB, 0, QB);
+            d[b] = s[b] = NAN;
+            continue;
+        }
         float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
         __m512 id = _mm512_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
         __m512 v0 = _mm512_mul_ps(x0, id), v1 = _mm512_mul_ps(x1, id);
