@@ -3,11 +3,17 @@
  *
  * Design: a batch of nb tokens goes through each layer together. Every weight matrix is split
  * into row chunks, one pool task each; a task multiplies its rows with all nb quantised
- * activations (shoal_matmul keeps four rows in L1 while the batch passes over them), so weights
- * stream from memory once per batch rather than once per token. Decode is the same code with
- * nb = 1. Per layer there are five parallel-fors (QKV, attention, O + residual, gate/up + SwiGLU,
- * down + residual); the small serial steps between them (RMSNorm, activation quantisation,
- * RoPE) touch a few KB. Nothing is allocated per token. */
+ * activations (four rows stay in L1 while the batch passes over them), so weights stream from
+ * memory once per batch rather than once per token. Decode is the same code with nb = 1, where
+ * the kernels walk one row at a time so the weights stream strictly in order. Per layer there are
+ * five parallel-fors (QKV, attention, O + residual, gate/up + SwiGLU, down + residual); the small
+ * serial steps between them (RMSNorm, activation quantisation, RoPE) touch a few KB. Nothing is
+ * allocated per token.
+ *
+ * Kernels: Q4_0/Q4_1/Q8_0 weights go through the fused AVX-512 VNNI kernels of
+ * backend/cpu/qdot.h when the CPU has them (both activation planes in one pass); otherwise, and
+ * for float weights, through quant.h's dot products (the second plane then costs a second pass
+ * over the same row slice, still in cache). */
 #include "model/llama.h"
 
 #include <math.h>
