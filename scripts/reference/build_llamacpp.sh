@@ -104,7 +104,8 @@ CMAKE_ARGS=(
   -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_EXAMPLES=ON
 )
 if [ "$MODE" = cuda ]; then
-  command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ] || die "--cuda needs nvcc"
+  command -v nvcc >/dev/null || { [ -x /usr/local/cuda/bin/nvcc ] && export PATH="/usr/local/cuda/bin:$PATH"; } \
+    || die "--cuda needs nvcc (on PATH or in /usr/local/cuda/bin)"
   CMAKE_ARGS+=(-DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90)
 fi
 if [ ! -f "$BUILD/CMakeCache.txt" ]; then
