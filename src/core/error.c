@@ -29,6 +29,21 @@ shoal_status_t shoal_fail_wrap(shoal_status_t s, const char *fmt, ...)
     return s;
 }
 
+shoal_status_t shoal_fail_append(shoal_status_t s, const char *fmt, ...)
+{
+    size_t n = strlen(g_msg);
+    if (n + 2 >= sizeof g_msg) return s;
+    if (n) {
+        g_msg[n++] = '\n';
+        g_msg[n] = '\0';
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g_msg + n, sizeof g_msg - n, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
 void shoal_clear_error(void) { g_msg[0] = '\0'; }
 
 const char *shoal_last_error(void) { return g_msg; }

@@ -15,6 +15,8 @@
 shoal_status_t shoal_fail(shoal_status_t s, const char *fmt, ...) SHOAL_PRINTF(2, 3);
 /* Prefixes the current message: "ctx: <previous message>"; returns s. */
 shoal_status_t shoal_fail_wrap(shoal_status_t s, const char *fmt, ...) SHOAL_PRINTF(2, 3);
+/* Appends a line to the current message; returns s. */
+shoal_status_t shoal_fail_append(shoal_status_t s, const char *fmt, ...) SHOAL_PRINTF(2, 3);
 void shoal_clear_error(void);
 
 #endif

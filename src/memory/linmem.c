@@ -26,6 +26,10 @@ static size_t page_round(size_t n)
     return (n + ps - 1) & ~(ps - 1);
 }
 
+static _Thread_local shoal_linmem_owner_t *t_owner;
+
+void shoal_linmem_set_owner(shoal_linmem_owner_t *owner) { t_owner = owner; }
+
 void shoal_linmem_pool_init(shoal_linmem_pool_t *pool, shoal_backend_t *backend)
 {
     memset(pool, 0, sizeof *pool);
@@ -65,6 +69,7 @@ shoal_status_t shoal_linmem_new(shoal_linmem_pool_t *pool, size_t minimum, size_
     m->maximum = maximum;
     m->mapped_len = total;
     m->size = 0;
+    m->owner = t_owner;
     shoal_status_t st = shoal_linmem_grow(m, minimum);
     if (st != SHOAL_OK) {
         munmap(p, total);
@@ -76,6 +81,7 @@ shoal_status_t shoal_linmem_new(shoal_linmem_pool_t *pool, size_t minimum, size_
     pool->live = m;
     pool->created++;
     pthread_mutex_unlock(&pool->lock);
+    if (m->owner && !m->owner->mem) m->owner->mem = m;
     *out = m;
     return SHOAL_OK;
 }
@@ -85,6 +91,12 @@ shoal_status_t shoal_linmem_grow(shoal_linmem_t *m, size_t new_size)
     if (new_size < m->size)
         return shoal_fail(SHOAL_E_INVALID, "linear memory: cannot shrink from %zu to %zu bytes", m->size, new_size);
     if (new_size == m->size) return SHOAL_OK;
+    if (m->owner && m->owner->max_bytes && new_size > m->owner->max_bytes) {
+        /* Wasmtime turns this error into memory.grow returning -1, as the spec asks. */
+        m->owner->refused_bytes = new_size;
+        return shoal_fail(SHOAL_E_LIMIT, "linear memory: %zu bytes exceeds --max-memory of %zu bytes", new_size,
+                          m->owner->max_bytes);
+    }
     if (new_size > m->capacity || new_size > m->maximum)
         return shoal_fail(SHOAL_E_LIMIT, "linear memory: growing to %zu bytes exceeds its %s of %zu bytes", new_size,
                           new_size > m->capacity ? "reservation" : "declared maximum",
@@ -114,6 +126,7 @@ void shoal_linmem_free(shoal_linmem_t *m)
 {
     if (!m) return;
     shoal_linmem_pool_t *pool = m->pool;
+    if (m->owner && m->owner->mem == m) m->owner->mem = NULL;
     if (pool) {
         pthread_mutex_lock(&pool->lock);
         for (shoal_linmem_t **pp = &pool->live; *pp; pp = &(*pp)->next)

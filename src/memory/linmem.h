@@ -24,8 +24,17 @@ typedef struct shoal_linmem_pool {
     uint64_t created;          /* memories ever created through the pool (tests read it) */
 } shoal_linmem_pool_t;
 
+/* Per-instance limits and bookkeeping. Wasmtime's creator callback does not say which store a
+ * memory is for, so the instance names itself as the owner (per thread) while it instantiates. */
+typedef struct shoal_linmem_owner {
+    size_t max_bytes;          /* --max-memory; 0 = none */
+    size_t refused_bytes;      /* last size a memory.grow asked for and was refused, 0 if none */
+    struct shoal_linmem *mem;  /* the instance's memory, once created */
+} shoal_linmem_owner_t;
+
 typedef struct shoal_linmem {
     shoal_linmem_pool_t *pool;
+    shoal_linmem_owner_t *owner;
     uint8_t *base;       /* start of the reservation == guest address 0 */
     size_t size;         /* accessible bytes (the guest's memory size) */
     size_t capacity;     /* bytes it may grow to without moving */
@@ -44,6 +53,9 @@ void shoal_linmem_pool_destroy(shoal_linmem_pool_t *pool);
 void shoal_linmem_creator(shoal_linmem_pool_t *pool, wasmtime_memory_creator_t *creator);
 /* The live memory whose accessible bytes contain [p, p+len), or NULL. */
 shoal_linmem_t *shoal_linmem_find(shoal_linmem_pool_t *pool, const void *p, size_t len);
+
+/* Memories created on this thread from now on belong to `owner` (NULL to stop). */
+void shoal_linmem_set_owner(shoal_linmem_owner_t *owner);
 
 /* Exposed for tests: create / grow / free a memory directly, as Wasmtime would. */
 shoal_status_t shoal_linmem_new(shoal_linmem_pool_t *pool, size_t minimum, size_t maximum, size_t reserve,

@@ -85,10 +85,7 @@ shoal_status_t shoal_instance_new(shoal_runtime_t *rt, shoal_module_t *m, const 
     inst->cfg.argv = NULL, inst->cfg.env = NULL, inst->cfg.dir_host = NULL, inst->cfg.dir_guest = NULL;
     inst->store = wasmtime_store_new(rt->engine, inst, NULL);
     inst->ctx = wasmtime_store_context(inst->store);
-    if (cfg->max_memory) {
-        int64_t lim = cfg->max_memory > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)cfg->max_memory;
-        wasmtime_store_limiter(inst->store, lim, -1, -1, -1, -1);
-    }
+    inst->mem.max_bytes = cfg->max_memory > SIZE_MAX ? SIZE_MAX : (size_t)cfg->max_memory;
     wasmtime_context_set_epoch_deadline(inst->ctx, NO_DEADLINE_TICKS);
     shoal_status_t st = SHOAL_OK;
     if (rt->cfg.enable_fuel) {
@@ -98,10 +95,13 @@ shoal_status_t shoal_instance_new(shoal_runtime_t *rt, shoal_module_t *m, const 
     if (st == SHOAL_OK) st = setup_wasi(inst, cfg);
     if (st == SHOAL_OK) {
         wasm_trap_t *trap = NULL;
+        shoal_linmem_set_owner(&inst->mem);
         wasmtime_error_t *err = wasmtime_linker_instantiate(rt->linker, inst->ctx, m->module, &inst->instance, &trap);
+        shoal_linmem_set_owner(NULL);
         if (err) {
             st = shoal_wt_error(err, SHOAL_E_WASM, "cannot instantiate module");
-            if (cfg->max_memory) shoal_fail_wrap(st, "(--max-memory is %llu bytes)", (unsigned long long)cfg->max_memory);
+            if (cfg->max_memory)
+                shoal_fail_append(st, "note: --max-memory is %llu bytes", (unsigned long long)cfg->max_memory);
         } else if (trap) {
             st = shoal_trap_status(inst, trap, "start function");
         }
@@ -118,7 +118,7 @@ void shoal_instance_delete(shoal_instance_t *inst)
 {
     if (!inst) return;
     for (int i = 0; i < SHOAL_EXT_COUNT; i++)
-        if (inst->ext[i] && inst->ext_free[i]) inst->ext_free[i](inst->ext[i]);
+        if (inst->ext[i] && inst->ext_ops[i] && inst->ext_ops[i]->free) inst->ext_ops[i]->free(inst->ext[i]);
     /* Deleting the store frees its linear memory, which unmaps it from the backend. */
     if (inst->store) wasmtime_store_delete(inst->store);
     free(inst);
@@ -136,15 +136,13 @@ uint8_t *shoal_instance_memory(shoal_instance_t *inst, size_t *size)
     return wasmtime_memory_data(inst->ctx, &ext.of.memory);
 }
 
-/* Appends a hint when the guest sits at its memory limit: a refused memory.grow makes
- * malloc fail inside the guest, which then traps or exits with its own message. */
+/* A refused memory.grow makes malloc fail inside the guest, which then traps or exits with
+ * its own words; say what really happened. */
 static void note_memory_limit(shoal_instance_t *inst, shoal_status_t s)
 {
-    size_t size = 0;
-    if (!inst->cfg.max_memory || !shoal_instance_memory(inst, &size)) return;
-    if ((uint64_t)size + 65536 > inst->cfg.max_memory)
-        shoal_fail_wrap(s, "guest memory is at its --max-memory limit (%zu of %llu bytes; a memory.grow was refused)",
-                        size, (unsigned long long)inst->cfg.max_memory);
+    if (inst->mem.refused_bytes)
+        shoal_fail_append(s, "note: the guest hit --max-memory: growing its memory to %zu bytes was refused (limit %zu)",
+                        inst->mem.refused_bytes, inst->mem.max_bytes);
 }
 
 shoal_status_t shoal_trap_status(shoal_instance_t *inst, wasm_trap_t *trap, const char *where)

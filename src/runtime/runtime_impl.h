@@ -9,6 +9,7 @@
 #include "backend/backend.h"
 #include "memory/linmem.h"
 #include "runtime/wt.h"
+#include "snapshot/modscan.h"
 #include "shoal.h"
 
 struct shoal_runtime {
@@ -36,7 +37,22 @@ enum { SHOAL_EXT_NN = 0, SHOAL_EXT_LLM = 1, SHOAL_EXT_SNAPSHOT = 2, SHOAL_EXT_CO
 struct shoal_module {
     shoal_runtime_t *rt;
     wasmtime_module_t *module;
+    uint8_t sha256[32];    /* of the module's bytes: a snapshot restores only into the same module */
+    shoal_modinfo_t info;  /* its globals and memories, as snapshots need to know them */
 };
+
+/* Per-instance state that a higher layer hangs on an instance (wasi-nn graphs and contexts,
+ * the token-level LLM API's sessions). Snapshots ask each slot to serialise itself as an
+ * opaque, versioned blob and give it back on restore; a slot without snapshot support makes
+ * snapshotting an instance that uses it fail with a clear message. */
+typedef struct shoal_ext_ops {
+    const char *name; /* section name in snapshots, e.g. "nn" */
+    void (*free)(void *state);
+    /* Appends the state to *buf (realloc'd; *len updated). NULL: not snapshottable. */
+    shoal_status_t (*save)(void *state, uint8_t **buf, size_t *len);
+    /* Rebuilds the slot of a fresh instance from a blob written by save(). */
+    shoal_status_t (*load)(shoal_instance_t *inst, const uint8_t *buf, size_t len);
+} shoal_ext_ops_t;
 
 struct shoal_instance {
     shoal_runtime_t *rt;
@@ -44,9 +60,10 @@ struct shoal_instance {
     wasmtime_context_t *ctx;
     wasmtime_instance_t instance;
     shoal_instance_config_t cfg;
+    shoal_linmem_owner_t mem;   /* --max-memory and the guest's linear memory */
     shoal_op_stats_t last_op;   /* what the last shoal.* op did (shoal.op_info) */
     void *ext[SHOAL_EXT_COUNT]; /* per-instance state of higher layers */
-    void (*ext_free[SHOAL_EXT_COUNT])(void *);
+    const shoal_ext_ops_t *ext_ops[SHOAL_EXT_COUNT];
 };
 
 #endif
