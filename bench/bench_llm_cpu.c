@@ -2,8 +2,10 @@
  * the way llama-bench measures them (pp: one batch of N prompt tokens from an empty cache;
  * tg: N single-token steps from an empty cache), after validating the model on a fixed prompt.
  *
- *   bench_llm_cpu MODEL.gguf [--threads T] [--prompt N] [--gen N] [--reps R] [--planes 1|2]
+ *   bench_llm_cpu MODEL.gguf [--threads T] [--prompt N] [--gen N] [--reps R] [--planes 1|2] [--depth D]
  *
+ * --depth D first fills the cache with D tokens (untimed), like llama-bench -d: the timed prefill
+ * and decode then attend to D earlier positions.
  * Prints one line per test, "shoal ppN threads=T <median> tok/s (min .. max over R)", then a
  * line of JSON with every figure, for scripts (bench/llm_cpu.sh). */
 #include <stdio.h>
@@ -43,7 +45,7 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *path = argv[1];
-    int threads = 2, n_prompt = 128, n_gen = 64, reps = 5, planes = 2;
+    int threads = 2, n_prompt = 128, n_gen = 64, reps = 5, planes = 2, depth = 0;
     for (int i = 2; i + 1 < argc; i += 2) {
         int v = atoi(argv[i + 1]);
         if (!strcmp(argv[i], "--threads"))
@@ -56,12 +58,14 @@ int main(int argc, char **argv)
             reps = v;
         else if (!strcmp(argv[i], "--planes"))
             planes = v;
+        else if (!strcmp(argv[i], "--depth"))
+            depth = v;
         else {
             fprintf(stderr, "bench_llm_cpu: unknown option %s\n", argv[i]);
             return 2;
         }
     }
-    if (reps < 1 || reps > 100 || n_prompt < 1 || n_gen < 1) {
+    if (reps < 1 || reps > 100 || n_prompt < 1 || n_gen < 1 || depth < 0 || depth > 1 << 20) {
         fprintf(stderr, "bench_llm_cpu: bad --reps/--prompt/--gen\n");
         return 2;
     }
@@ -78,16 +82,17 @@ int main(int argc, char **argv)
         return die("thread pool");
     shoal_llama_ctx_params_t p;
     shoal_llama_ctx_params_init(&p);
-    p.n_ctx = n_prompt + n_gen + 8;
+    p.n_ctx = depth + n_prompt + n_gen + 8;
     p.n_batch = n_prompt < 512 ? n_prompt : 512;
     p.act_planes = planes;
     if (shoal_llama_ctx_new(m, &p, pool, &c))
         return die("context");
     const int vocab = m->hp.vocab;
     float *logits = malloc((size_t)vocab * sizeof(float));
-    int32_t *toks = malloc((size_t)(n_prompt > n_gen ? n_prompt : n_gen) * sizeof(int32_t));
+    int n_toks = depth + (n_prompt > n_gen ? n_prompt : n_gen);
+    int32_t *toks = malloc((size_t)n_toks * sizeof(int32_t));
     uint64_t rng = 0x9e3779b97f4a7c15ull;
-    for (int i = 0; i < (n_prompt > n_gen ? n_prompt : n_gen); i++) {
+    for (int i = 0; i < n_toks; i++) {
         rng = rng * 6364136223846793005ull + 1442695040888963407ull;
         toks[i] = (int32_t)((rng >> 33) % (uint64_t)vocab);
     }
@@ -118,16 +123,17 @@ int main(int argc, char **argv)
 
     double *pp = malloc((size_t)reps * sizeof(double)), *tg = malloc((size_t)reps * sizeof(double));
     /* one untimed round pages the weights in and warms the pool */
+    shoal_llama_reset(c);
+    if (depth > 0 && shoal_llama_eval(c, toks + n_prompt, depth, 0, NULL, SHOAL_LLAMA_LOGITS_NONE))
+        return die("depth");
     for (int r = -1; r < reps; r++) {
-        shoal_llama_reset(c);
         double t0 = now_s();
-        if (shoal_llama_eval(c, toks, n_prompt, 0, logits, SHOAL_LLAMA_LOGITS_LAST))
+        if (shoal_llama_eval(c, toks, n_prompt, depth, logits, SHOAL_LLAMA_LOGITS_LAST))
             return die("prefill");
         double t1 = now_s();
-        shoal_llama_reset(c);
         double t2 = now_s();
         for (int i = 0; i < n_gen; i++)
-            if (shoal_llama_eval(c, &toks[i], 1, i, logits, SHOAL_LLAMA_LOGITS_LAST))
+            if (shoal_llama_eval(c, &toks[i], 1, depth + i, logits, SHOAL_LLAMA_LOGITS_LAST))
                 return die("decode");
         double t3 = now_s();
         if (r >= 0) {
@@ -138,13 +144,15 @@ int main(int argc, char **argv)
     qsort(pp, (size_t)reps, sizeof(double), cmp_d);
     qsort(tg, (size_t)reps, sizeof(double), cmp_d);
     const char *isa = shoal_isa_name(shoal_isa_best());
+    if (depth)
+        printf("(depth %d: the cache holds %d positions before each timed test)\n", depth, depth);
     printf("shoal pp%-4d threads=%d %9.1f tok/s (min %.1f .. max %.1f over %d; %s, act_planes=%d)\n", n_prompt,
            threads, pp[reps / 2], pp[0], pp[reps - 1], reps, isa, planes);
     printf("shoal tg%-4d threads=%d %9.1f tok/s (min %.1f .. max %.1f over %d; %s, act_planes=%d)\n", n_gen, threads,
            tg[reps / 2], tg[0], tg[reps - 1], reps, isa, planes);
     printf("{\"impl\":\"shoal\",\"threads\":%d,\"n_prompt\":%d,\"n_gen\":%d,\"pp_tps\":%.2f,\"tg_tps\":%.2f,"
-           "\"reps\":%d,\"isa\":\"%s\",\"act_planes\":%d,\"validated\":%s}\n",
-           threads, n_prompt, n_gen, pp[reps / 2], tg[reps / 2], reps, isa, planes,
+           "\"reps\":%d,\"isa\":\"%s\",\"act_planes\":%d,\"depth\":%d,\"validated\":%s}\n",
+           threads, n_prompt, n_gen, pp[reps / 2], tg[reps / 2], reps, isa, planes, depth,
            m->hp.vocab == 49152 ? "true" : "false");
     free(pp);
     free(tg);

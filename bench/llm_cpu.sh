@@ -5,7 +5,8 @@
 # Usage: bench/llm_cpu.sh [THREADS] [ROUNDS]           (defaults: 2 threads, 5 rounds)
 # Environment: BUILD (default build-llama; must contain bench_llm_cpu), SHOAL_MODEL (default the
 #   SmolLM2 Q4_1 GGUF), LLAMA_BIN (default .deps/llama.cpp/build-cpu/bin), PROMPT (128), GEN (64),
-#   PLANES (Shoal's activation planes, default 2 = the accuracy-tested configuration).
+#   PLANES (Shoal's activation planes, default 2 = the accuracy-tested configuration), DEPTH
+#   (default 0: tokens already in the cache before each timed test, llama-bench -d).
 # The machine may be shared: each round runs Shoal then llama-bench back to back (3 repetitions
 # each), and the medians over rounds are reported, with min..max.
 set -euo pipefail
@@ -18,6 +19,7 @@ LBIN=${LLAMA_BIN:-$ROOT/.deps/llama.cpp/build-cpu/bin}
 PROMPT=${PROMPT:-128}
 GEN=${GEN:-64}
 PLANES=${PLANES:-2}
+DEPTH=${DEPTH:-0}
 SB="$BUILD/bench_llm_cpu"
 [ -x "$SB" ] || { echo "llm_cpu: $SB missing: cmake --build $BUILD --target bench_llm_cpu" >&2; exit 1; }
 [ -f "$MODEL" ] || { echo "llm_cpu: model $MODEL missing: run scripts/setup.sh" >&2; exit 1; }
@@ -27,12 +29,12 @@ HAVE_LLAMA=1
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs; load: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "model: $(basename "$MODEL"); threads=$THREADS; pp$PROMPT, tg$GEN; $ROUNDS rounds"
+echo "model: $(basename "$MODEL"); threads=$THREADS; pp$PROMPT, tg$GEN, depth $DEPTH; $ROUNDS rounds"
 for r in $(seq 1 "$ROUNDS"); do
-  "$SB" "$MODEL" --threads "$THREADS" --prompt "$PROMPT" --gen "$GEN" --reps 3 --planes "$PLANES" \
+  "$SB" "$MODEL" --threads "$THREADS" --prompt "$PROMPT" --gen "$GEN" --reps 3 --planes "$PLANES" --depth "$DEPTH" \
     | grep '^{' >>"$OUT/shoal.jsonl"
   if [ "$HAVE_LLAMA" = 1 ]; then
-    "$LBIN/llama-bench" -m "$MODEL" -t "$THREADS" -p "$PROMPT" -n "$GEN" -r 3 -o jsonl 2>>"$OUT/llama.log" \
+    "$LBIN/llama-bench" -m "$MODEL" -t "$THREADS" -p "$PROMPT" -n "$GEN" -d "$DEPTH" -r 3 -o jsonl 2>>"$OUT/llama.log" \
       | grep '^{' >>"$OUT/llama.jsonl" || { tail -5 "$OUT/llama.log" >&2; echo "llm_cpu: llama-bench failed" >&2; exit 1; }
   fi
 done

@@ -818,6 +818,35 @@ static void test_synthetic_model(void **state)
         shoal_llama_ctx_delete(c);
     }
     free(ref);
+
+    /* a long sequence: attention runs split over position ranges and merged, in batches (prefill)
+     * and one token at a time (decode) */
+    enum { TL = 300 };
+    int32_t lt[TL];
+    for (int i = 0; i < TL; i++)
+        lt[i] = (int32_t)((unsigned)(i * 7919 + 13) % S_VOCAB);
+    ref = ref_forward(g, lt, TL);
+    shoal_llama_ctx_t *c;
+    shoal_llama_ctx_params_t p;
+    shoal_llama_ctx_params_init(&p);
+    p.n_ctx = TL;
+    p.n_batch = 64;
+    assert_int_equal(shoal_llama_ctx_new(m, &p, pool, &c), SHOAL_OK);
+    float *lg = malloc((size_t)TL * S_VOCAB * sizeof(float));
+    assert_int_equal(shoal_llama_eval(c, lt, TL - 40, 0, lg, SHOAL_LLAMA_LOGITS_ALL), SHOAL_OK);
+    for (int t = TL - 40; t < TL; t++)
+        assert_int_equal(shoal_llama_eval(c, &lt[t], 1, t, lg + (size_t)t * S_VOCAB, SHOAL_LLAMA_LOGITS_LAST),
+                         SHOAL_OK);
+    double max_err = 0, amax = 0;
+    for (int i = 0; i < TL * S_VOCAB; i++) {
+        max_err = fabs(lg[i] - ref[i]) > max_err ? fabs(lg[i] - ref[i]) : max_err;
+        amax = fabs(ref[i]) > amax ? fabs(ref[i]) : amax;
+    }
+    fprintf(stderr, "synthetic model, %d positions: max |logit err| %.2e of max |logit| %.2f\n", TL, max_err, amax);
+    assert_true(max_err < 1e-3 * amax);
+    free(lg);
+    free(ref);
+    shoal_llama_ctx_delete(c);
     shoal_threadpool_delete(pool);
     shoal_llama_model_delete(m);
     shoal_gguf_close(g);

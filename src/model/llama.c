@@ -49,6 +49,8 @@ struct shoal_llama_ctx {
     size_t qact_stride;
     float *scores;    /* (n_threads, n_ctx) attention weights, one row per pool thread */
     float *rope_cs;   /* (n_batch, rope_dim) cos, sin of pos * theta_i for the batch's positions */
+    float *part_o;    /* (n_batch, ATTN_SPLITS, n_head, head_dim) attention over one position range, unnormalised */
+    float *part_ml;   /* (n_batch, ATTN_SPLITS, n_head, 2) that range's max score and sum of exponentials */
 };
 
 /* ---------------------------------------------------------------- matmul jobs */
@@ -223,10 +225,18 @@ static void set_act(shoal_llama_ctx_t *c, mm_part_t *p, const shoal_llama_mat_t 
 
 /* ---------------------------------------------------------------- attention job */
 
+/* Attention is split over position ranges as well as heads ("flash decoding"): in decode there are
+ * only n_head_kv groups, fewer than a few threads can share, and at long contexts reading K and V
+ * dominates, so each task takes one (token, KV group, range), reads that K/V slice once for all
+ * the group's query heads, and a merge step combines the ranges' partial softmaxes. */
+#define ATTN_SPLITS 16
+#define ATTN_MIN_RANGE 64
+
 typedef struct attn_job {
     shoal_llama_ctx_t *c;
     const float *k, *v; /* this layer's cache, (n_ctx, kv_dim) */
     int pos0;
+    int splits, range;  /* position ranges per token and their length */
 } attn_job_t;
 
 static void attn_task(void *vjob, int task, int thread)
@@ -234,12 +244,67 @@ static void attn_task(void *vjob, int task, int thread)
     attn_job_t *j = vjob;
     shoal_llama_ctx_t *c = j->c;
     const shoal_llama_hparams_t *hp = &c->m->hp;
-    int t = task / hp->n_head_kv, g = task % hp->n_head_kv;
-    int n_rep = hp->n_head / hp->n_head_kv, hd = hp->head_dim;
-    size_t off = (size_t)g * n_rep * hd;
-    shoal_op_attention(c->q + (size_t)t * hp->q_dim + off, j->k + (size_t)g * hd, j->v + (size_t)g * hd,
-                       (size_t)hp->kv_dim, j->pos0 + t + 1, n_rep, hd, 1.0f / sqrtf((float)hd),
-                       c->scores + (size_t)thread * c->n_ctx, c->xb + (size_t)t * c->xb_dim + off);
+    const int S = j->splits, hd = hp->head_dim, n_rep = hp->n_head / hp->n_head_kv;
+    int s = task % S, g = (task / S) % hp->n_head_kv, t = task / S / hp->n_head_kv;
+    int n_kv = j->pos0 + t + 1, p0 = s * j->range, p1 = p0 + j->range < n_kv ? p0 + j->range : n_kv;
+    size_t slot = ((size_t)t * ATTN_SPLITS + s) * hp->n_head + (size_t)g * n_rep;
+    shoal_op_attention_partial(c->q + (size_t)t * hp->q_dim + (size_t)g * n_rep * hd,
+                               j->k + (size_t)p0 * hp->kv_dim + (size_t)g * hd,
+                               j->v + (size_t)p0 * hp->kv_dim + (size_t)g * hd, (size_t)hp->kv_dim,
+                               p1 > p0 ? p1 - p0 : 0, n_rep, hd, 1.0f / sqrtf((float)hd),
+                               c->scores + (size_t)thread * c->n_ctx, c->part_o + slot * hd, c->part_ml + slot * 2);
+}
+
+/* out (head_dim,) of token t, head h = merge of the S ranges. */
+static void attn_merge(const shoal_llama_ctx_t *c, int t, int h, int S)
+{
+    const shoal_llama_hparams_t *hp = &c->m->hp;
+    const int hd = hp->head_dim;
+    float m = -INFINITY, l = 0.0f, w[ATTN_SPLITS];
+    for (int s = 0; s < S; s++) {
+        float ms = c->part_ml[(((size_t)t * ATTN_SPLITS + s) * hp->n_head + h) * 2];
+        m = ms > m ? ms : m;
+    }
+    for (int s = 0; s < S; s++) {
+        const float *ml = c->part_ml + (((size_t)t * ATTN_SPLITS + s) * hp->n_head + h) * 2;
+        w[s] = ml[1] > 0.0f ? expf(ml[0] - m) : 0.0f;
+        l += w[s] * ml[1];
+    }
+    float *out = c->xb + (size_t)t * c->xb_dim + (size_t)h * hd;
+    for (int i = 0; i < hd; i++)
+        out[i] = 0.0f;
+    for (int s = 0; s < S; s++) {
+        if (w[s] == 0.0f)
+            continue;
+        const float *o = c->part_o + (((size_t)t * ATTN_SPLITS + s) * hp->n_head + h) * hd;
+        for (int i = 0; i < hd; i++)
+            out[i] += w[s] * o[i];
+    }
+    float inv = 1.0f / l;
+    for (int i = 0; i < hd; i++)
+        out[i] *= inv;
+}
+
+static void merge_task(void *vjob, int task, int thread)
+{
+    attn_job_t *j = vjob;
+    (void)thread;
+    for (int h = 0; h < j->c->m->hp.n_head; h++)
+        attn_merge(j->c, task, h, j->splits);
+}
+
+static void attention(shoal_llama_ctx_t *c, const float *kc, const float *vc, int nb, int pos0)
+{
+    const shoal_llama_hparams_t *hp = &c->m->hp;
+    int n_kv_max = pos0 + nb;
+    int splits = (n_kv_max + ATTN_MIN_RANGE - 1) / ATTN_MIN_RANGE;
+    splits = splits < 1 ? 1 : splits > ATTN_SPLITS ? ATTN_SPLITS : splits;
+    attn_job_t aj = {c, kc, vc, pos0, splits, (n_kv_max + splits - 1) / splits};
+    shoal_threadpool_parallel_for(c->pool, attn_task, &aj, nb * hp->n_head_kv * splits);
+    if (nb == 1) /* decode: a few KB of merging is cheaper than another barrier */
+        merge_task(&aj, 0, 0);
+    else
+        shoal_threadpool_parallel_for(c->pool, merge_task, &aj, nb);
 }
 
 /* ---------------------------------------------------------------- forward */
@@ -292,8 +357,7 @@ static void forward(shoal_llama_ctx_t *c, const int32_t *tokens, int nb, int pos
             shoal_op_rope(c->q + (size_t)t * hp->q_dim, hp->n_head, hp->head_dim, hp->rope_dim, cs);
             shoal_op_rope(kc + (size_t)(pos0 + t) * hp->kv_dim, hp->n_head_kv, hp->head_dim, hp->rope_dim, cs);
         }
-        attn_job_t aj = {c, kc, vc, pos0};
-        shoal_threadpool_parallel_for(c->pool, attn_task, &aj, nb * hp->n_head_kv);
+        attention(c, kc, vc, nb, pos0);
 
         /* x += attn Wo */
         quantised[0] = quantised[1] = false;
@@ -469,7 +533,10 @@ shoal_status_t shoal_llama_ctx_new(const shoal_llama_model_t *m, const shoal_lla
     }
     c->scores = malloc((size_t)c->n_threads * n_ctx * sizeof(float));
     c->rope_cs = malloc(nbz * hp->rope_dim * sizeof(float));
-    if (!c->kv || !c->x || !c->xb || !c->q || !c->hb || !c->hb2 || !c->tmp || !c->act || !c->scores || !c->rope_cs) {
+    c->part_o = malloc(nbz * ATTN_SPLITS * hp->n_head * hp->head_dim * sizeof(float));
+    c->part_ml = malloc(nbz * ATTN_SPLITS * hp->n_head * 2 * sizeof(float));
+    if (!c->kv || !c->x || !c->xb || !c->q || !c->hb || !c->hb2 || !c->tmp || !c->act || !c->scores || !c->rope_cs ||
+        !c->part_o || !c->part_ml) {
         shoal_llama_ctx_delete(c);
         return shoal_fail(SHOAL_E_NOMEM, "llama_ctx: out of memory for a %d-position context", n_ctx);
     }
@@ -482,6 +549,8 @@ void shoal_llama_ctx_delete(shoal_llama_ctx_t *c)
     if (!c)
         return;
     free(c->rope_cs);
+    free(c->part_o);
+    free(c->part_ml);
     free(c->scores);
     free(c->act);
     free(c->act2);

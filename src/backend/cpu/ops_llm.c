@@ -96,54 +96,97 @@ AVX2 static void rmsnorm_avx2(float *out, const float *x, const float *w, int n,
         out[i] = x[i] * s * w[i];
 }
 
-AVX2 static void attention_avx2(const float *q, const float *k, const float *v, size_t kv_stride, int n_kv, int n_rep,
-                                int hd, float scale, float *scores, float *out)
+/* One query head over n positions, head_dim = NV * 8 (NV a compile-time constant after inlining):
+ * q and the output accumulator live in registers, K and V rows stream through once, in order.
+ * Writes the unnormalised output sum_p e^(s_p - m) v_p and (m, l = sum_p e^(s_p - m)). */
+AVX2 __attribute__((always_inline)) static inline void head_regs(const float *q, const float *k, const float *v,
+                                                                 size_t kv_stride, int n, float scale, float *scores,
+                                                                 float *out, float *ml, const int NV)
+{
+    __m256 qv[8], o[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; j++)
+        qv[j] = _mm256_loadu_ps(q + 8 * j);
+    float mx = -INFINITY;
+    for (int p = 0; p < n; p++) {
+        const float *kp = k + (size_t)p * kv_stride;
+        __m256 a0 = _mm256_mul_ps(qv[0], _mm256_loadu_ps(kp)), a1 = _mm256_setzero_ps();
+#pragma GCC unroll 8
+        for (int j = 1; j < NV; j++) {
+            if (j & 1)
+                a1 = _mm256_fmadd_ps(qv[j], _mm256_loadu_ps(kp + 8 * j), a1);
+            else
+                a0 = _mm256_fmadd_ps(qv[j], _mm256_loadu_ps(kp + 8 * j), a0);
+        }
+        float sc = hsum8(_mm256_add_ps(a0, a1)) * scale;
+        scores[p] = sc;
+        mx = sc > mx ? sc : mx;
+    }
+    /* subtracting the max keeps every exponent <= 0: no overflow, same softmax */
+    __m256 vm = _mm256_set1_ps(mx), vsum = _mm256_setzero_ps();
+    int p = 0;
+    for (; p + 8 <= n; p += 8) {
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(scores + p), vm));
+        _mm256_storeu_ps(scores + p, e);
+        vsum = _mm256_add_ps(vsum, e);
+    }
+    float sum = hsum8(vsum);
+    for (; p < n; p++) {
+        scores[p] = _mm256_cvtss_f32(exp8(_mm256_set1_ps(scores[p] - mx)));
+        sum += scores[p];
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; j++)
+        o[j] = _mm256_setzero_ps();
+    for (p = 0; p < n; p++) {
+        const float *vp = v + (size_t)p * kv_stride;
+        __m256 a = _mm256_set1_ps(scores[p]);
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; j++)
+            o[j] = _mm256_fmadd_ps(a, _mm256_loadu_ps(vp + 8 * j), o[j]);
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; j++)
+        _mm256_storeu_ps(out + 8 * j, o[j]);
+    ml[0] = mx;
+    ml[1] = sum;
+}
+
+AVX2 static void attention_partial_avx2(const float *q, const float *k, const float *v, size_t kv_stride, int n,
+                                        int n_rep, int hd, float scale, float *scores, float *out, float *ml)
 {
     for (int r = 0; r < n_rep; r++) {
         const float *qr = q + (size_t)r * hd;
-        float *o = out + (size_t)r * hd;
-        __m256 vmax = _mm256_set1_ps(-INFINITY);
-        int p = 0;
-        for (; p < n_kv; p++) {
+        float *o = out + (size_t)r * hd, *mlr = ml + 2 * r;
+        switch (hd) {
+        case 64: head_regs(qr, k, v, kv_stride, n, scale, scores, o, mlr, 8); continue;
+        case 32: head_regs(qr, k, v, kv_stride, n, scale, scores, o, mlr, 4); continue;
+        case 16: head_regs(qr, k, v, kv_stride, n, scale, scores, o, mlr, 2); continue;
+        default: break;
+        }
+        float mx = -INFINITY;
+        for (int p = 0; p < n; p++) {
             scores[p] = dot_avx2(qr, k + (size_t)p * kv_stride, hd) * scale;
-        }
-        for (p = 0; p + 8 <= n_kv; p += 8)
-            vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(scores + p));
-        float mx = hmax8(vmax);
-        for (; p < n_kv; p++)
             mx = scores[p] > mx ? scores[p] : mx;
-        /* subtracting the max keeps every exponent <= 0: no overflow, same softmax */
-        __m256 vm = _mm256_set1_ps(mx), vsum = _mm256_setzero_ps();
-        for (p = 0; p + 8 <= n_kv; p += 8) {
-            __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(scores + p), vm));
-            _mm256_storeu_ps(scores + p, e);
-            vsum = _mm256_add_ps(vsum, e);
         }
-        float sum = hsum8(vsum);
-        for (; p < n_kv; p++) {
-            __m256 e = exp8(_mm256_set1_ps(scores[p] - mx));
-            scores[p] = _mm256_cvtss_f32(e);
+        float sum = 0.0f;
+        for (int p = 0; p < n; p++) {
+            scores[p] = _mm256_cvtss_f32(exp8(_mm256_set1_ps(scores[p] - mx)));
             sum += scores[p];
         }
-        float inv = 1.0f / sum;
-        int i = 0;
-        for (; i + 8 <= hd; i += 8) {
-            __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-            for (p = 0; p + 2 <= n_kv; p += 2) {
-                acc0 = _mm256_fmadd_ps(_mm256_set1_ps(scores[p]), _mm256_loadu_ps(v + (size_t)p * kv_stride + i), acc0);
-                acc1 = _mm256_fmadd_ps(_mm256_set1_ps(scores[p + 1]),
-                                       _mm256_loadu_ps(v + (size_t)(p + 1) * kv_stride + i), acc1);
-            }
-            if (p < n_kv)
-                acc0 = _mm256_fmadd_ps(_mm256_set1_ps(scores[p]), _mm256_loadu_ps(v + (size_t)p * kv_stride + i), acc0);
-            _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_add_ps(acc0, acc1), _mm256_set1_ps(inv)));
+        for (int i = 0; i < hd; i++)
+            o[i] = 0.0f;
+        for (int p = 0; p < n; p++) {
+            const float *vp = v + (size_t)p * kv_stride;
+            __m256 a = _mm256_set1_ps(scores[p]);
+            int i = 0;
+            for (; i + 8 <= hd; i += 8)
+                _mm256_storeu_ps(o + i, _mm256_fmadd_ps(a, _mm256_loadu_ps(vp + i), _mm256_loadu_ps(o + i)));
+            for (; i < hd; i++)
+                o[i] += scores[p] * vp[i];
         }
-        for (; i < hd; i++) {
-            float acc = 0.0f;
-            for (p = 0; p < n_kv; p++)
-                acc += scores[p] * v[(size_t)p * kv_stride + i];
-            o[i] = acc * inv;
-        }
+        mlr[0] = mx;
+        mlr[1] = sum;
     }
 }
 
@@ -207,12 +250,21 @@ void shoal_op_rope(float *x, int n_heads, int head_dim, int rope_dim, const floa
     }
 }
 
-void shoal_op_attention(const float *q, const float *k, const float *v, size_t kv_stride, int n_kv, int n_rep,
-                        int head_dim, float scale, float *scores, float *out)
+void shoal_op_attention_partial(const float *q, const float *k, const float *v, size_t kv_stride, int n, int n_rep,
+                                 int head_dim, float scale, float *scores, float *out, float *ml)
 {
+    if (n <= 0) {
+        for (int r = 0; r < n_rep; r++) {
+            ml[2 * r] = -INFINITY;
+            ml[2 * r + 1] = 0.0f;
+            for (int i = 0; i < head_dim; i++)
+                out[(size_t)r * head_dim + i] = 0.0f;
+        }
+        return;
+    }
 #ifdef HAVE_X86
     if (use_avx2()) {
-        attention_avx2(q, k, v, kv_stride, n_kv, n_rep, head_dim, scale, scores, out);
+        attention_partial_avx2(q, k, v, kv_stride, n, n_rep, head_dim, scale, scores, out, ml);
         return;
     }
 #endif
@@ -220,24 +272,40 @@ void shoal_op_attention(const float *q, const float *k, const float *v, size_t k
         const float *qr = q + (size_t)r * head_dim;
         float *o = out + (size_t)r * head_dim;
         float mx = -INFINITY;
-        for (int p = 0; p < n_kv; p++) {
+        for (int p = 0; p < n; p++) {
             scores[p] = dot_c(qr, k + (size_t)p * kv_stride, head_dim) * scale;
             mx = scores[p] > mx ? scores[p] : mx;
         }
         float sum = 0.0f;
-        for (int p = 0; p < n_kv; p++) {
+        for (int p = 0; p < n; p++) {
             scores[p] = expf(scores[p] - mx);
             sum += scores[p];
         }
         for (int i = 0; i < head_dim; i++)
             o[i] = 0.0f;
-        for (int p = 0; p < n_kv; p++) {
+        for (int p = 0; p < n; p++) {
             const float *vp = v + (size_t)p * kv_stride;
             for (int i = 0; i < head_dim; i++)
                 o[i] += scores[p] * vp[i];
         }
-        for (int i = 0; i < head_dim; i++)
-            o[i] /= sum;
+        ml[2 * r] = mx;
+        ml[2 * r + 1] = sum;
+    }
+}
+
+void shoal_op_attention(const float *q, const float *k, const float *v, size_t kv_stride, int n_kv, int n_rep,
+                        int head_dim, float scale, float *scores, float *out)
+{
+    float ml[2 * 64];
+    for (int r0 = 0; r0 < n_rep; r0 += 64) {
+        int nr = n_rep - r0 < 64 ? n_rep - r0 : 64;
+        shoal_op_attention_partial(q + (size_t)r0 * head_dim, k, v, kv_stride, n_kv, nr, head_dim, scale, scores,
+                                   out + (size_t)r0 * head_dim, ml);
+        for (int r = 0; r < nr; r++) {
+            float inv = ml[2 * r + 1] > 0.0f ? 1.0f / ml[2 * r + 1] : 0.0f;
+            for (int i = 0; i < head_dim; i++)
+                out[(size_t)(r0 + r) * head_dim + i] *= inv;
+        }
     }
 }
 

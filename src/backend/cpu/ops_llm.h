@@ -20,6 +20,13 @@ void shoal_op_rope(float *x, int n_heads, int head_dim, int rope_dim, const floa
 void shoal_op_attention(const float *q, const float *k, const float *v, size_t kv_stride, int n_kv, int n_rep,
                         int head_dim, float scale, float *scores, float *out);
 
+/* The same over positions [0, n) of a longer sequence, unnormalised, so that several position
+ * ranges can run in parallel and be merged (split-K / "flash decoding"): out_r = sum_p e^(s_p - m_r)
+ * v_p and ml[2r] = m_r = max_p s_p, ml[2r + 1] = l_r = sum_p e^(s_p - m_r). n = 0 gives m = -inf,
+ * l = 0, out = 0. Merging ranges: M = max m, out = sum e^(m - M) out_range / sum e^(m - M) l. */
+void shoal_op_attention_partial(const float *q, const float *k, const float *v, size_t kv_stride, int n, int n_rep,
+                                int head_dim, float scale, float *scores, float *out, float *ml);
+
 /* g (n,) = silu(g) * u, silu(z) = z / (1 + e^-z). */
 void shoal_op_swiglu(float *g, const float *u, int n);
 
