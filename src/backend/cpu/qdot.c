@@ -160,7 +160,8 @@ K512 static void qact_quantize_avx512(const float *x, int n, int planes, void *a
 {
     int8_t *q1 = (int8_t *)act, *q2 = q1 + n;
     float *d = (float *)(q2 + n), *s = d + n / QB;
-    const int rn = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    /* An immediate operand: a macro, not a const variable, so -O0 builds compile too. */
+#define QDOT_RN (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
     for (int b = 0; b < n / QB; b++) {
         __m512 x0 = _mm512_loadu_ps(x + b * QB), x1 = _mm512_loadu_ps(x + b * QB + 16);
         const __m512 inf = _mm512_set1_ps(INFINITY);
@@ -174,14 +175,14 @@ K512 static void qact_quantize_avx512(const float *x, int n, int planes, void *a
         float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
         __m512 id = _mm512_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
         __m512 v0 = _mm512_mul_ps(x0, id), v1 = _mm512_mul_ps(x1, id);
-        __m512 r0 = _mm512_roundscale_ps(v0, rn), r1 = _mm512_roundscale_ps(v1, rn);
+        __m512 r0 = _mm512_roundscale_ps(v0, QDOT_RN), r1 = _mm512_roundscale_ps(v1, QDOT_RN);
         __m512i a0 = _mm512_cvtps_epi32(r0), a1 = _mm512_cvtps_epi32(r1);
         __m512i c0 = _mm512_setzero_si512(), c1 = c0;
         if (planes == 2) {
             const __m512 k256 = _mm512_set1_ps(256.0f);
             const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
-            c0 = _mm512_cvtps_epi32(_mm512_roundscale_ps(_mm512_mul_ps(_mm512_sub_ps(v0, r0), k256), rn));
-            c1 = _mm512_cvtps_epi32(_mm512_roundscale_ps(_mm512_mul_ps(_mm512_sub_ps(v1, r1), k256), rn));
+            c0 = _mm512_cvtps_epi32(_mm512_roundscale_ps(_mm512_mul_ps(_mm512_sub_ps(v0, r0), k256), QDOT_RN));
+            c1 = _mm512_cvtps_epi32(_mm512_roundscale_ps(_mm512_mul_ps(_mm512_sub_ps(v1, r1), k256), QDOT_RN));
             c0 = _mm512_min_epi32(_mm512_max_epi32(c0, lo), hi);
             c1 = _mm512_min_epi32(_mm512_max_epi32(c1, lo), hi);
         }
