@@ -24,8 +24,11 @@ shoal_status_t shoal_fail_wrap(shoal_status_t s, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(g_msg, sizeof g_msg, fmt, ap);
     va_end(ap);
-    if (n >= 0 && (size_t)n < sizeof g_msg && prev[0])
-        snprintf(g_msg + n, sizeof g_msg - (size_t)n, ": %s", prev);
+    if (n >= 0 && (size_t)n + 3 < sizeof g_msg && prev[0]) {
+        /* Truncating the older message is intended: the newest context comes first. */
+        size_t room = sizeof g_msg - (size_t)n;
+        snprintf(g_msg + n, room, ": %.*s", (int)(room - 3), prev);
+    }
     return s;
 }
 

@@ -822,7 +822,7 @@ shoal_status_t shoal_cuda_backend_create(shoal_backend_t **out)
     cudaRuntimeGetVersion(&rt);
     (void)cudaGetLastError();
     snprintf(be->desc, sizeof be->desc,
-             "cuda: %s (GPU %d of %d, sm_%d%d, %d SMs, %.1f GiB), driver %d.%d, runtime %d.%d, %s, host memory "
+             "cuda: %.120s (GPU %d of %d, sm_%d%d, %d SMs, %.1f GiB), driver %d.%d, runtime %d.%d, %s, host memory "
              "registered in place (pageableMemoryAccess=%d)",
              name, dev, count, major, minor, sms, (double)total / (1u << 30), drv / 1000, drv % 1000 / 10, rt / 1000,
              rt % 1000 / 10, be->blas ? "cuBLAS sgemm" : "tiled sgemm (cuBLAS unavailable)", pageable);
