@@ -67,6 +67,13 @@ void shoal_runtime_delete(shoal_runtime_t *rt);
 /* Which backend serves this runtime, in words ("cpu: 16 threads, avx512"). */
 const char *shoal_runtime_device(const shoal_runtime_t *rt);
 
+/* Loads the GGUF model at `path` once for this runtime and names it for guests: wasi-nn's
+ * load_by_name(name) and the `shoal` token API's llm_open(name) find it. The weights are mapped
+ * read-only and shared by every instance; each instance gets its own context (KV cache). Call
+ * before creating the instances that use it. SHOAL_E_INVALID for an empty name, one containing
+ * ':' or one already loaded; the loader's status (SHOAL_E_IO, SHOAL_E_FORMAT, ...) otherwise. */
+shoal_status_t shoal_runtime_preload_model(shoal_runtime_t *rt, const char *name, const char *path);
+
 /* Compiles a module from bytes / a file. Malformed input fails with SHOAL_E_FORMAT. */
 shoal_status_t shoal_module_new(shoal_runtime_t *rt, const uint8_t *bytes, size_t len, shoal_module_t **out);
 shoal_status_t shoal_module_load(shoal_runtime_t *rt, const char *path, shoal_module_t **out);

@@ -37,4 +37,74 @@ SHOAL_IMPORT("op_info") int32_t shoal_op_info(shoal_op_info_t *out);
 /* Copies the last error message (NUL-terminated, truncated to cap); returns its full length. */
 SHOAL_IMPORT("last_error") int32_t shoal_last_error(char *buf, uint32_t cap);
 
+/* ---- LLM at token level (llm_*) --------------------------------------------------------
+ * A session is a model preloaded by the host (--nn-preload NAME:GGML:AUTO:file.gguf) plus a
+ * KV cache that the host keeps for this actor. Token ids and logits live in your memory: the
+ * forward pass writes logits in place into your buffer, so a sampling policy is plain C over
+ * a float array. Functions return 0 or a shoal status below; bad pointers trap. */
+
+enum shoal_status { /* as include/shoal.h numbers them */
+    SHOAL_ST_OK = 0,
+    SHOAL_ST_INVALID = 1,     /* bad argument or handle */
+    SHOAL_ST_NOMEM = 2,
+    SHOAL_ST_LIMIT = 8,       /* buffer too small (the size needed is reported) or context full */
+    SHOAL_ST_UNSUPPORTED = 11,
+    SHOAL_ST_NOT_FOUND = 12,  /* no model of that name */
+};
+
+enum { SHOAL_LLM_LOGITS_NONE = 0, SHOAL_LLM_LOGITS_LAST = 1, SHOAL_LLM_LOGITS_ALL = 2 };
+enum { SHOAL_TOKENIZE_SPECIAL = 1, SHOAL_TOKENIZE_BOS = 2 }; /* llm_tokenize flags */
+enum { SHOAL_DETOKENIZE_SPECIAL = 1 };                      /* llm_detokenize flags */
+
+typedef struct shoal_llm_info {
+    int32_t n_vocab, n_ctx, n_past; /* logits hold n_vocab floats; positions used / available */
+    int32_t bos, eos, eot;          /* special ids, -1 if none */
+    int32_t n_layer, dim;
+} shoal_llm_info_t;
+
+typedef struct shoal_sampler_params {
+    float temperature; /* <= 0: greedy */
+    float top_p;       /* >= 1: off */
+    float min_p;       /* <= 0: off */
+    float repeat_penalty; /* 1: off */
+    int32_t top_k;     /* <= 0: off */
+    int32_t repeat_last_n;
+    uint64_t seed;
+} shoal_sampler_params_t;
+
+typedef struct shoal_chat_msg {
+    const char *role;
+    uint32_t role_len;
+    const char *content;
+    uint32_t content_len;
+} shoal_chat_msg_t;
+
+/* Opens a session over the model `name` with a KV cache of n_ctx positions (0: default). */
+SHOAL_IMPORT("llm_open") int32_t shoal_llm_open(const char *name, uint32_t name_len, int32_t n_ctx, int32_t *handle);
+SHOAL_IMPORT("llm_close") int32_t shoal_llm_close(int32_t h);
+SHOAL_IMPORT("llm_info") int32_t shoal_llm_info(int32_t h, shoal_llm_info_t *out);
+/* Token ids of text into ids[0..cap); *n = count (the count needed, with SHOAL_ST_LIMIT, if cap is short). */
+SHOAL_IMPORT("llm_tokenize")
+int32_t shoal_llm_tokenize(int32_t h, const char *text, uint32_t len, uint32_t flags, int32_t *ids, uint32_t cap,
+                           uint32_t *n);
+/* Text of ids (pieces concatenated) into buf[0..cap); *written = bytes (needed, if SHOAL_ST_LIMIT). */
+SHOAL_IMPORT("llm_detokenize")
+int32_t shoal_llm_detokenize(int32_t h, const int32_t *ids, uint32_t n, uint32_t flags, char *buf, uint32_t cap,
+                             uint32_t *written);
+/* Appends ids[0..n) to the sequence; writes the last token's logits (mode 1, n_vocab floats) or
+ * every token's (mode 2, n x n_vocab) into `logits`, in place. SHOAL_ST_LIMIT when the context is full. */
+SHOAL_IMPORT("llm_eval") int32_t shoal_llm_eval(int32_t h, const int32_t *ids, uint32_t n, float *logits, int32_t mode);
+/* Replaces the session's sampler (greedy by default). */
+SHOAL_IMPORT("llm_sampler_config") int32_t shoal_llm_sampler_config(int32_t h, const shoal_sampler_params_t *p);
+/* Picks a token from n_vocab logits (evaluated tokens form the repeat-penalty history). */
+SHOAL_IMPORT("llm_sample") int32_t shoal_llm_sample(int32_t h, const float *logits, int32_t *token);
+/* 1 if the token ends a turn or the text, 0 if not, negative for a bad handle. */
+SHOAL_IMPORT("llm_is_eog") int32_t shoal_llm_is_eog(int32_t h, int32_t token);
+/* Keeps only the first n_past positions of the sequence (0: start over). */
+SHOAL_IMPORT("llm_rewind") int32_t shoal_llm_rewind(int32_t h, int32_t n_past);
+/* Renders messages in the model's chat format (its GGUF template) into buf; *written = bytes. */
+SHOAL_IMPORT("llm_chat_render")
+int32_t shoal_llm_chat_render(int32_t h, const shoal_chat_msg_t *msgs, uint32_t n, int32_t add_generation_prompt,
+                              char *buf, uint32_t cap, uint32_t *written);
+
 #endif

@@ -19,6 +19,9 @@ typedef struct cli_common {
     int ndirs;
     char *owned[64]; /* strings split out of --dir values */
     int nowned;
+    /* --nn-preload NAME:ENCODING:TARGET:PATH, loaded into the runtime before the guest starts */
+    const char *preload_name[16], *preload_path[16];
+    int npreload;
 } cli_common;
 
 void cli_common_init(cli_common *c);
@@ -33,6 +36,8 @@ int cli_parse_size(const char *s, uint64_t *out);
 int cli_parse_duration_ms(const char *s, uint64_t *out);
 /* Maps a failing status to the CLI exit code and prints "shoal: <message>". */
 int cli_report(shoal_status_t s, const char *what);
+/* Loads the --nn-preload models into rt; prints the error and returns non-zero on failure. */
+int cli_preload_models(const cli_common *c, shoal_runtime_t *rt);
 
 int cmd_run(int argc, char **argv);
 int cmd_bench(int argc, char **argv);

@@ -23,6 +23,7 @@ int cli_run_guest(cli_common *c, int argc, char **argv)
     shoal_status_t s = shoal_runtime_new(&c->rt, &rt);
     if (s != SHOAL_OK) return cli_report(s, "cannot start the runtime");
     if (c->rt.device == SHOAL_DEVICE_AUTO) fprintf(stderr, "shoal: device: %s\n", shoal_runtime_device(rt));
+    if (cli_preload_models(c, rt) != 0) goto out;
     s = shoal_module_load(rt, argv[0], &mod);
     if (s != SHOAL_OK) {
         code = cli_report(s, "cannot load guest");

@@ -16,7 +16,10 @@ const char *const cli_common_help =
     "  --dir HOST[::GUEST]     preopen a host directory, optionally under another guest path (repeatable)\n"
     "  --max-memory SIZE       cap the guest's linear memory (e.g. 64M, 1G)\n"
     "  --timeout TIME          stop the guest after TIME (e.g. 500ms, 10s; bare numbers are ms)\n"
-    "  --fuel N                stop the guest after N units of fuel (about one per instruction)\n";
+    "  --fuel N                stop the guest after N units of fuel (about one per instruction)\n"
+    "  --nn-preload NAME:GGML:AUTO:FILE.gguf\n"
+    "                          load a model once and name it for wasi-nn (load_by_name) and the\n"
+    "                          shoal token API (llm_open); repeatable\n";
 
 void cli_common_init(cli_common *c)
 {
@@ -87,6 +90,54 @@ static int is_opt(const char *a, const char *opt)
 {
     size_t n = strlen(opt);
     return !strncmp(a, opt, n) && (a[n] == '\0' || a[n] == '=');
+}
+
+/* NAME:ENCODING:TARGET:PATH as WasmEdge spells it. The encoding must be GGML (or AUTO); the
+ * target is accepted for compatibility: the runtime's --device decides where models run. */
+static int parse_preload(cli_common *c, const char *v)
+{
+    const char *f[4];
+    size_t len[3];
+    const char *p = v;
+    for (int k = 0; k < 3; k++) {
+        const char *colon = strchr(p, ':');
+        if (!colon) {
+            fprintf(stderr, "shoal: --nn-preload takes NAME:GGML:AUTO:FILE.gguf (got \"%s\")\n", v);
+            return -1;
+        }
+        f[k] = p;
+        len[k] = (size_t)(colon - p);
+        p = colon + 1;
+    }
+    f[3] = p;
+    if (!(len[1] == 4 && !strncasecmp(f[1], "GGML", 4)) && !(len[1] == 4 && !strncasecmp(f[1], "AUTO", 4))) {
+        fprintf(stderr, "shoal: --nn-preload %s: encoding \"%.*s\" is not supported (GGML)\n", v, (int)len[1], f[1]);
+        return -1;
+    }
+    static const char *const targets[] = {"AUTO", "CPU", "GPU", "TPU"};
+    bool target_ok = false;
+    for (int k = 0; k < 4; k++)
+        if (len[2] == strlen(targets[k]) && !strncasecmp(f[2], targets[k], len[2])) target_ok = true;
+    if (!target_ok) {
+        fprintf(stderr, "shoal: --nn-preload %s: target \"%.*s\" is not one of AUTO, CPU, GPU, TPU\n", v, (int)len[2],
+                f[2]);
+        return -1;
+    }
+    if (len[0] == 0 || !*f[3]) {
+        fprintf(stderr, "shoal: --nn-preload %s: empty model name or path\n", v);
+        return -1;
+    }
+    if (c->npreload == 16 || c->nowned == 64) {
+        fprintf(stderr, "shoal: too many --nn-preload options\n");
+        return -1;
+    }
+    char *name = strndup(f[0], len[0]);
+    if (!name) return -1;
+    c->owned[c->nowned++] = name;
+    c->preload_name[c->npreload] = name;
+    c->preload_path[c->npreload] = f[3];
+    c->npreload++;
+    return 1;
 }
 
 int cli_common_parse(cli_common *c, int argc, char **argv, int *i)
@@ -176,6 +227,22 @@ int cli_common_parse(cli_common *c, int argc, char **argv, int *i)
         }
         c->rt.enable_fuel = true;
         return 1;
+    }
+    if (is_opt(a, "--nn-preload")) {
+        if (!(v = value_of(argc, argv, i, "--nn-preload"))) return -1;
+        return parse_preload(c, v);
+    }
+    return 0;
+}
+
+int cli_preload_models(const cli_common *c, shoal_runtime_t *rt)
+{
+    for (int i = 0; i < c->npreload; i++) {
+        shoal_status_t s = shoal_runtime_preload_model(rt, c->preload_name[i], c->preload_path[i]);
+        if (s != SHOAL_OK) {
+            fprintf(stderr, "shoal: --nn-preload %s: %s\n", c->preload_name[i], shoal_last_error());
+            return -1;
+        }
     }
     return 0;
 }

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "core/error.h"
+#include "nn/nn_host.h"
 #include "runtime/hostcall.h"
 #include "runtime/runtime_impl.h"
 #include "runtime/wtutil.h"
@@ -22,6 +23,8 @@ void shoal_runtime_config_init(shoal_runtime_config_t *cfg)
 typedef shoal_status_t (*host_definer_fn)(shoal_runtime_t *rt);
 static const host_definer_fn k_host_modules[] = {
     shoal_host_shoal_define,
+    shoal_host_wasi_nn_define,
+    shoal_host_llm_define,
 };
 
 shoal_status_t shoal_runtime_new(const shoal_runtime_config_t *cfg, shoal_runtime_t **out)

@@ -1,0 +1,403 @@
+/* llm_api.c — the token-level LLM functions of the `shoal` import module (llm_*): a guest
+ * drives a model it names (preloaded with --nn-preload) one token batch at a time.
+ *
+ * Zero copy: token ids are read where they lie in guest memory and logits are written by the
+ * forward pass directly into the guest's buffer (shoal_llama_eval's output pointer is the
+ * guest's bytes); text is tokenised in place and detokenised straight into the guest's buffer.
+ * The KV cache belongs to the actor (its session) and never enters guest memory.
+ *
+ * Conventions (as the rest of `shoal`): a bad pointer/length traps the guest with a precise
+ * message; other failures return a non-zero shoal_status_t whose text shoal.last_error gives.
+ * Layouts are mirrored in guests/include/shoal_guest.h. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "model/sampler.h"
+#include "nn/nn_host.h"
+#include "nn/nn_model.h"
+#include "runtime/hostcall.h"
+
+#define MAX_SESSIONS 16
+
+/* llm_info's record (32 bytes). */
+typedef struct guest_llm_info {
+    int32_t n_vocab, n_ctx, n_past, bos, eos, eot, n_layer, dim;
+} guest_llm_info;
+_Static_assert(sizeof(guest_llm_info) == 32, "llm_info layout");
+
+/* llm_sampler_config's record (32 bytes). */
+typedef struct guest_sampler_params {
+    float temperature, top_p, min_p, repeat_penalty;
+    int32_t top_k, repeat_last_n;
+    uint64_t seed;
+} guest_sampler_params;
+_Static_assert(sizeof(guest_sampler_params) == 32, "sampler params layout");
+
+/* llm_chat_render's message record (16 bytes): four u32, pointers into guest memory. */
+#define CHAT_MSG_SIZE 16
+#define MAX_CHAT_MSGS 1024
+
+typedef struct llm_session {
+    const shoal_nn_model_t *m;
+    shoal_llama_ctx_t *llama;
+    shoal_sampler_t *sampler;
+} llm_session;
+
+typedef struct llm_state {
+    llm_session *s[MAX_SESSIONS];
+} llm_state;
+
+static void session_delete(llm_session *s)
+{
+    if (!s) return;
+    shoal_sampler_delete(s->sampler);
+    shoal_llama_ctx_delete(s->llama);
+    free(s);
+}
+
+static void state_free(void *p)
+{
+    llm_state *st = p;
+    for (int i = 0; i < MAX_SESSIONS; i++) session_delete(st->s[i]);
+    free(st);
+}
+
+static const shoal_ext_ops_t k_llm_ops = {"llm", state_free, NULL, NULL};
+
+typedef struct call {
+    shoal_instance_t *inst;
+    shoal_guest_mem_t mem;
+    llm_state *st;
+    const char *fn;
+} call;
+
+static wasm_trap_t *begin(wasmtime_caller_t *caller, const char *fn, call *c)
+{
+    c->fn = fn;
+    c->inst = shoal_caller_instance(caller);
+    wasm_trap_t *t = shoal_caller_memory(caller, fn, &c->mem);
+    if (t) return t;
+    c->st = c->inst->ext[SHOAL_EXT_LLM];
+    if (!c->st) {
+        if (!(c->st = calloc(1, sizeof *c->st))) return shoal_trap("%s: out of host memory", fn);
+        c->inst->ext[SHOAL_EXT_LLM] = c->st;
+        c->inst->ext_ops[SHOAL_EXT_LLM] = &k_llm_ops;
+    }
+    return NULL;
+}
+
+static wasm_trap_t *ret(wasmtime_val_t *results, int32_t v)
+{
+    results[0].kind = WASMTIME_I32;
+    results[0].of.i32 = v;
+    return NULL;
+}
+
+static llm_session *session(const call *c, uint32_t h)
+{
+    if (h < MAX_SESSIONS && c->st->s[h]) return c->st->s[h];
+    shoal_fail(SHOAL_E_INVALID, "%s: no LLM session with handle %u", c->fn, h);
+    return NULL;
+}
+
+#define HOST(name)                                                                                                     \
+    static wasm_trap_t *name(void *env, wasmtime_caller_t *caller, const wasmtime_val_t *args, size_t nargs,       \
+                             wasmtime_val_t *results, size_t nresults)
+#define ARG(i) ((uint32_t)args[i].of.i32)
+#define BEGIN(name)                                                                                                    \
+    call c;                                                                                                            \
+    wasm_trap_t *t_ = begin(caller, name, &c);                                                                         \
+    if (t_) return t_
+#define RANGE(ptr, what, off, len, align)                                                                              \
+    do {                                                                                                               \
+        void *p_;                                                                                                      \
+        wasm_trap_t *t2_ = shoal_guest_range(&c.mem, c.fn, what, off, len, align, &p_);                              \
+        if (t2_) return t2_;                                                                                           \
+        ptr = p_;                                                                                                      \
+    } while (0)
+#define SESSION(s)                                                                                                     \
+    llm_session *s = session(&c, ARG(0));                                                                              \
+    if (!s) return ret(results, SHOAL_E_INVALID)
+
+static void put32(void *p, uint32_t v) { memcpy(p, &v, 4); }
+
+/* llm_open(name, name_len, n_ctx, *handle): a session (KV cache of n_ctx positions; 0: the
+ * model's default) over a preloaded model. */
+HOST(h_open)
+{
+    BEGIN("shoal.llm_open");
+    const char *name;
+    uint8_t *out;
+    RANGE(name, "model name", ARG(0), ARG(1), 1);
+    RANGE(out, "handle out-pointer", ARG(3), 4, 4);
+    int32_t n_ctx = args[2].of.i32;
+    const shoal_nn_model_t *m = shoal_nn_model_find(c.inst->rt, name, ARG(1));
+    if (!m)
+        return ret(results, shoal_fail(SHOAL_E_NOT_FOUND, "%s: no model named \"%.*s\" (preload it with --nn-preload)",
+                                       c.fn, (int)(ARG(1) > 64 ? 64 : ARG(1)), name));
+    if (n_ctx < 0 || n_ctx > (1 << 20))
+        return ret(results, shoal_fail(SHOAL_E_INVALID, "%s: n_ctx %d outside [0, 2^20]", c.fn, n_ctx));
+    int slot = -1;
+    for (int i = 0; i < MAX_SESSIONS && slot < 0; i++)
+        if (!c.st->s[i]) slot = i;
+    if (slot < 0) return ret(results, shoal_fail(SHOAL_E_LIMIT, "%s: all %d sessions are open", c.fn, MAX_SESSIONS));
+    llm_session *s = calloc(1, sizeof *s);
+    if (!s) return ret(results, shoal_fail(SHOAL_E_NOMEM, "%s: out of memory", c.fn));
+    s->m = m;
+    shoal_llama_ctx_params_t p;
+    shoal_llama_ctx_params_init(&p);
+    p.n_ctx = n_ctx ? n_ctx : shoal_nn_default_ctx(m);
+    shoal_sampler_params_t sp;
+    shoal_sampler_params_init(&sp);
+    sp.temperature = 0; /* greedy until the guest configures sampling */
+    shoal_status_t st = shoal_llama_ctx_new(m->llama, &p, shoal_nn_pool(c.inst->rt), &s->llama);
+    if (st == SHOAL_OK) st = shoal_sampler_new(&sp, m->llama->hp.vocab, &s->sampler);
+    if (st != SHOAL_OK) {
+        session_delete(s);
+        return ret(results, shoal_fail_wrap(st, "%s", c.fn));
+    }
+    c.st->s[slot] = s;
+    put32(out, (uint32_t)slot);
+    return ret(results, SHOAL_OK);
+}
+
+HOST(h_close)
+{
+    BEGIN("shoal.llm_close");
+    SESSION(s);
+    session_delete(s);
+    c.st->s[ARG(0)] = NULL;
+    return ret(results, SHOAL_OK);
+}
+
+HOST(h_info)
+{
+    BEGIN("shoal.llm_info");
+    SESSION(s);
+    uint8_t *out;
+    RANGE(out, "info record", ARG(1), sizeof(guest_llm_info), 4);
+    const shoal_llama_hparams_t *hp = &s->m->llama->hp;
+    guest_llm_info info = {
+        .n_vocab = hp->vocab,
+        .n_ctx = shoal_llama_n_ctx(s->llama),
+        .n_past = shoal_llama_n_past(s->llama),
+        .bos = shoal_tokenizer_bos(s->m->tok),
+        .eos = shoal_tokenizer_eos(s->m->tok),
+        .eot = shoal_tokenizer_eot(s->m->tok),
+        .n_layer = hp->n_layer,
+        .dim = hp->dim,
+    };
+    memcpy(out, &info, sizeof info);
+    return ret(results, SHOAL_OK);
+}
+
+/* llm_tokenize(h, text, len, flags, ids, cap, *n): flags bit 0 parses special tokens written
+ * in the text, bit 1 prepends BOS. SHOAL_E_LIMIT with *n = ids needed if cap is short. */
+HOST(h_tokenize)
+{
+    BEGIN("shoal.llm_tokenize");
+    SESSION(s);
+    const char *text;
+    int32_t *ids;
+    uint8_t *n_out;
+    uint32_t len = ARG(2), flags = ARG(3), cap = ARG(5);
+    RANGE(text, "text", ARG(1), len, 1);
+    RANGE(ids, "token ids", ARG(4), (uint64_t)cap * 4, 4);
+    RANGE(n_out, "count out-pointer", ARG(6), 4, 4);
+    size_t n = 0;
+    shoal_status_t st = shoal_tokenizer_encode(s->m->tok, text, len, flags & 1, (flags & 2) != 0, ids, cap, &n);
+    if (st == SHOAL_OK || st == SHOAL_E_LIMIT) put32(n_out, n > UINT32_MAX ? UINT32_MAX : (uint32_t)n);
+    return ret(results, st);
+}
+
+/* llm_detokenize(h, ids, n, flags, buf, cap, *written): the concatenated pieces of ids;
+ * flags bit 0 renders control tokens as their text. SHOAL_E_LIMIT with *written = bytes needed
+ * if cap is short. Pieces are concatenated as is (no SentencePiece leading-space removal), so
+ * detokenising tokens one at a time and all at once give the same bytes. */
+HOST(h_detokenize)
+{
+    BEGIN("shoal.llm_detokenize");
+    SESSION(s);
+    const int32_t *ids;
+    char *buf;
+    uint8_t *w_out;
+    uint32_t n = ARG(2), cap = ARG(5);
+    RANGE(ids, "token ids", ARG(1), (uint64_t)n * 4, 4);
+    RANGE(buf, "text buffer", ARG(4), cap, 1);
+    RANGE(w_out, "written out-pointer", ARG(6), 4, 4);
+    bool special = ARG(3) & 1;
+    size_t w = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        size_t k = 0;
+        int32_t id = ids[i];
+        shoal_status_t st = shoal_tokenizer_token_to_piece(s->m->tok, id, special, w < cap ? buf + w : NULL,
+                                                           w < cap ? cap - w : 0, &k);
+        if (st == SHOAL_E_INVALID) return ret(results, shoal_fail_wrap(st, "%s: token %u", c.fn, i));
+        w += k;
+    }
+    shoal_clear_error();
+    put32(w_out, w > UINT32_MAX ? UINT32_MAX : (uint32_t)w);
+    if (w > cap)
+        return ret(results, shoal_fail(SHOAL_E_LIMIT, "%s: text of %zu bytes does not fit in %u", c.fn, w, cap));
+    return ret(results, SHOAL_OK);
+}
+
+/* llm_eval(h, ids, n, logits, mode): appends ids[0..n) to the session's sequence (positions
+ * n_past...). mode 0: no logits; 1: the last token's (vocab floats at `logits`); 2: every
+ * token's (n x vocab). The logits are written in place into the guest's buffer. SHOAL_E_LIMIT
+ * when the context is full. Evaluated tokens join the sampler's penalty history. */
+HOST(h_eval)
+{
+    BEGIN("shoal.llm_eval");
+    SESSION(s);
+    const int32_t *ids;
+    float *logits = NULL;
+    uint32_t n = ARG(2), mode = ARG(4);
+    if (mode > 2) return ret(results, shoal_fail(SHOAL_E_INVALID, "%s: mode %u (0 none, 1 last, 2 all)", c.fn, mode));
+    if (n == 0 || n > (1u << 20)) return ret(results, shoal_fail(SHOAL_E_INVALID, "%s: %u tokens", c.fn, n));
+    RANGE(ids, "token ids", ARG(1), (uint64_t)n * 4, 4);
+    uint64_t vocab = (uint64_t)s->m->llama->hp.vocab;
+    if (mode) RANGE(logits, "logits", ARG(3), (mode == 2 ? n : 1) * vocab * 4, 4);
+    /* The forward pass reads the ids while it writes logits: they must not overlap. */
+    if (logits && (const uint8_t *)ids < (const uint8_t *)logits + (mode == 2 ? n : 1) * vocab * 4 &&
+        (const uint8_t *)logits < (const uint8_t *)(ids + n))
+        return shoal_trap("%s: the logits buffer overlaps the token ids", c.fn);
+    shoal_status_t st =
+        shoal_llama_eval(s->llama, ids, (int)n, shoal_llama_n_past(s->llama), logits, (int)mode);
+    if (st != SHOAL_OK) return ret(results, shoal_fail_wrap(st, "%s", c.fn));
+    for (uint32_t i = 0; i < n; i++) shoal_sampler_accept(s->sampler, ids[i]);
+    return ret(results, SHOAL_OK);
+}
+
+HOST(h_sampler_config)
+{
+    BEGIN("shoal.llm_sampler_config");
+    SESSION(s);
+    const uint8_t *p;
+    RANGE(p, "sampler parameters", ARG(1), sizeof(guest_sampler_params), 4);
+    guest_sampler_params g;
+    memcpy(&g, p, sizeof g);
+    shoal_sampler_params_t sp = {
+        .temperature = g.temperature,
+        .top_k = g.top_k,
+        .top_p = g.top_p,
+        .min_p = g.min_p,
+        .repeat_penalty = g.repeat_penalty,
+        .repeat_last_n = g.repeat_last_n,
+        .seed = g.seed,
+    };
+    shoal_sampler_t *ns = NULL;
+    shoal_status_t st = shoal_sampler_new(&sp, s->m->llama->hp.vocab, &ns);
+    if (st != SHOAL_OK) return ret(results, shoal_fail_wrap(st, "%s", c.fn));
+    shoal_sampler_delete(s->sampler);
+    s->sampler = ns;
+    return ret(results, SHOAL_OK);
+}
+
+/* llm_sample(h, logits, *token): picks the next token from vocab floats the guest holds
+ * (typically where llm_eval wrote them; the guest may have edited them: biases, masks). */
+HOST(h_sample)
+{
+    BEGIN("shoal.llm_sample");
+    SESSION(s);
+    const float *logits;
+    uint8_t *out;
+    RANGE(logits, "logits", ARG(1), (uint64_t)s->m->llama->hp.vocab * 4, 4);
+    RANGE(out, "token out-pointer", ARG(2), 4, 4);
+    int32_t tok;
+    shoal_status_t st = shoal_sampler_sample(s->sampler, logits, s->m->llama->hp.vocab, &tok);
+    if (st != SHOAL_OK) return ret(results, shoal_fail_wrap(st, "%s", c.fn));
+    put32(out, (uint32_t)tok);
+    return ret(results, SHOAL_OK);
+}
+
+/* llm_is_eog(h, token): 1 if the token ends a turn or the text, 0 if not, -SHOAL_E_INVALID
+ * for a bad handle. */
+HOST(h_is_eog)
+{
+    BEGIN("shoal.llm_is_eog");
+    llm_session *s = session(&c, ARG(0));
+    if (!s) return ret(results, -SHOAL_E_INVALID);
+    return ret(results, shoal_tokenizer_is_eog(s->m->tok, args[1].of.i32) ? 1 : 0);
+}
+
+/* llm_rewind(h, n_past): forgets positions [n_past, ...) so the sequence can branch;
+ * n_past may not exceed the current one. llm_rewind(h, 0) starts over. */
+HOST(h_rewind)
+{
+    BEGIN("shoal.llm_rewind");
+    SESSION(s);
+    int32_t n = args[1].of.i32, cur = shoal_llama_n_past(s->llama);
+    if (n < 0 || n > cur)
+        return ret(results, shoal_fail(SHOAL_E_INVALID, "%s: n_past %d outside [0, %d]", c.fn, n, cur));
+    shoal_llama_set_n_past(s->llama, n);
+    if (n == 0) shoal_sampler_reset(s->sampler, shoal_sampler_params(s->sampler)->seed);
+    return ret(results, SHOAL_OK);
+}
+
+/* llm_chat_render(h, msgs, n, add_generation_prompt, buf, cap, *written): the conversation in
+ * the model's own chat format (from its GGUF template), written into buf. msgs is an array of
+ * {u32 role, u32 role_len, u32 content, u32 content_len}. SHOAL_E_LIMIT with *written = bytes
+ * needed if cap is short; SHOAL_E_UNSUPPORTED if the model has no known chat format. */
+HOST(h_chat_render)
+{
+    BEGIN("shoal.llm_chat_render");
+    SESSION(s);
+    uint32_t n = ARG(2), cap = ARG(5);
+    const uint8_t *rec;
+    char *buf;
+    uint8_t *w_out;
+    if (n > MAX_CHAT_MSGS)
+        return ret(results, shoal_fail(SHOAL_E_LIMIT, "%s: %u messages (at most %d)", c.fn, n, MAX_CHAT_MSGS));
+    RANGE(rec, "message array", ARG(1), (uint64_t)n * CHAT_MSG_SIZE, 4);
+    RANGE(buf, "text buffer", ARG(4), cap, 1);
+    RANGE(w_out, "written out-pointer", ARG(6), 4, 4);
+    if (!s->m->has_chat)
+        return ret(results, shoal_fail(SHOAL_E_UNSUPPORTED, "%s: model \"%s\" has no chat template this runtime knows",
+                                       c.fn, s->m->name));
+    shoal_chat_msg_t *msgs = calloc(n ? n : 1, sizeof *msgs);
+    if (!msgs) return ret(results, shoal_fail(SHOAL_E_NOMEM, "%s: out of memory", c.fn));
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t f[4];
+        memcpy(f, rec + (size_t)i * CHAT_MSG_SIZE, sizeof f);
+        void *role, *content;
+        wasm_trap_t *t = shoal_guest_range(&c.mem, c.fn, "message role", f[0], f[1], 1, &role);
+        if (!t) t = shoal_guest_range(&c.mem, c.fn, "message content", f[2], f[3], 1, &content);
+        if (t) {
+            free(msgs);
+            return t;
+        }
+        msgs[i] = (shoal_chat_msg_t){role, f[1], content, f[3]};
+    }
+    size_t w = 0;
+    shoal_status_t st = shoal_chat_render(&s->m->chat, msgs, n, ARG(3) != 0, buf, cap, &w);
+    free(msgs);
+    if (st == SHOAL_OK || st == SHOAL_E_LIMIT) put32(w_out, w > UINT32_MAX ? UINT32_MAX : (uint32_t)w);
+    return ret(results, st);
+}
+
+shoal_status_t shoal_host_llm_define(shoal_runtime_t *rt)
+{
+    static const struct {
+        const char *name, *sig;
+        wasmtime_func_callback_t cb;
+    } fns[] = {
+        {"llm_open", "iiii>i", h_open},
+        {"llm_close", "i>i", h_close},
+        {"llm_info", "ii>i", h_info},
+        {"llm_tokenize", "iiiiiii>i", h_tokenize},
+        {"llm_detokenize", "iiiiiii>i", h_detokenize},
+        {"llm_eval", "iiiii>i", h_eval},
+        {"llm_sampler_config", "ii>i", h_sampler_config},
+        {"llm_sample", "iii>i", h_sample},
+        {"llm_is_eog", "ii>i", h_is_eog},
+        {"llm_rewind", "ii>i", h_rewind},
+        {"llm_chat_render", "iiiiiii>i", h_chat_render},
+    };
+    for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+        shoal_status_t s = shoal_runtime_define(rt, "shoal", fns[i].name, fns[i].sig, fns[i].cb, NULL);
+        if (s != SHOAL_OK) return s;
+    }
+    return SHOAL_OK;
+}

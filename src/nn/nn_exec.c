@@ -1,0 +1,361 @@
+/* nn_exec.c — generation for wasi-nn execution contexts (see nn_exec.h). */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/error.h"
+#include "model/sampler.h"
+#include "nn/nn_exec.h"
+#include "nn/wasi_nn_abi.h"
+
+/* Positions kept free beyond the prompt, as WasmEdge does (room for special tokens). */
+#define PROMPT_RESERVE 4
+/* Bytes of recent output kept to find the reverse prompt across token boundaries. */
+#define TAIL_MAX (2 * NN_REVERSE_PROMPT_MAX + 2)
+
+struct nn_exec {
+    shoal_runtime_t *rt;
+    const shoal_nn_model_t *m;
+    nn_config_t cfg;
+    /* llama context, rebuilt when ctx-size / batch-size / threads change */
+    shoal_llama_ctx_t *llama;
+    int llama_ctx, llama_batch, llama_threads;
+    shoal_threadpool_t *own_pool; /* only for a "threads" value unlike the runtime's pool */
+    shoal_sampler_t *sampler;
+    float *logits;       /* (vocab,) logits of the last evaluated token */
+    int32_t *prompt;     /* (n_prompt,) */
+    size_t n_prompt, cap_prompt;
+    int32_t *out;        /* (n_out,) generated tokens, end-of-generation excluded */
+    size_t n_out, cap_out, out_bytes;
+    bool have_output;    /* a compute or compute_single ran since the last set_input */
+    bool streaming;      /* compute_single has evaluated the prompt */
+    int32_t pending;     /* sampled token whose logits are not yet computed, or -1 */
+    bool last_valid;     /* compute_single's last token is out[n_out-1] */
+    char tail[TAIL_MAX];
+    size_t tail_len;
+    double prompt_ms, gen_ms;
+};
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void log_line(const nn_exec_t *e, const char *fmt, ...) SHOAL_PRINTF(2, 3);
+static void log_line(const nn_exec_t *e, const char *fmt, ...)
+{
+    if (!e->cfg.enable_log) return;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "[wasi-nn] ");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+/* Fails with a wasi-nn code and a message; logs it when enable-log is on. */
+static int fail(const nn_exec_t *e, int code, shoal_status_t st, const char *fmt, ...) SHOAL_PRINTF(4, 5);
+static int fail(const nn_exec_t *e, int code, shoal_status_t st, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    shoal_fail(st, "wasi-nn: %s", msg);
+    log_line(e, "error: %s", msg);
+    return code;
+}
+
+int nn_exec_new(shoal_runtime_t *rt, const shoal_nn_model_t *m, const nn_config_t *cfg, nn_exec_t **out)
+{
+    nn_exec_t *e = calloc(1, sizeof *e);
+    if (!e || !(e->logits = malloc(sizeof(float) * (size_t)m->llama->hp.vocab))) {
+        free(e);
+        shoal_fail(SHOAL_E_NOMEM, "wasi-nn: out of memory for an execution context");
+        return NN_ERR_RUNTIME_ERROR;
+    }
+    e->rt = rt;
+    e->m = m;
+    e->cfg = *cfg;
+    e->pending = -1;
+    *out = e;
+    return NN_ERR_SUCCESS;
+}
+
+void nn_exec_delete(nn_exec_t *e)
+{
+    if (!e) return;
+    shoal_llama_ctx_delete(e->llama);
+    shoal_threadpool_delete(e->own_pool);
+    shoal_sampler_delete(e->sampler);
+    free(e->logits);
+    free(e->prompt);
+    free(e->out);
+    free(e);
+}
+
+nn_config_t *nn_exec_config(nn_exec_t *e) { return &e->cfg; }
+
+static void end_stream(nn_exec_t *e)
+{
+    e->streaming = false;
+    e->pending = -1;
+    e->last_valid = false;
+}
+
+int nn_exec_set_prompt(nn_exec_t *e, const char *text, size_t len)
+{
+    const shoal_tokenizer_t *t = e->m->tok;
+    bool bos = shoal_tokenizer_wants_bos(t) && shoal_tokenizer_bos(t) >= 0;
+    end_stream(e);
+    e->have_output = false;
+    e->n_out = e->out_bytes = 0;
+    /* Byte-level BPE gives at most a few tokens per byte (invalid bytes become U+FFFD); the
+     * tokenizer reports the real count if a first guess is short. */
+    size_t need = len + 2, n = 0;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (need > e->cap_prompt) {
+            int32_t *p = realloc(e->prompt, need * sizeof *p);
+            if (!p) return fail(e, NN_ERR_RUNTIME_ERROR, SHOAL_E_NOMEM, "out of memory for %zu prompt tokens", need);
+            e->prompt = p;
+            e->cap_prompt = need;
+        }
+        shoal_status_t st = shoal_tokenizer_encode(t, text, len, true, bos, e->prompt, e->cap_prompt, &n);
+        if (st == SHOAL_OK) {
+            e->n_prompt = n;
+            log_line(e, "prompt: %zu bytes, %zu tokens", len, n);
+            return NN_ERR_SUCCESS;
+        }
+        if (st != SHOAL_E_LIMIT || n <= e->cap_prompt) break;
+        need = n;
+    }
+    e->n_prompt = 0;
+    return fail(e, NN_ERR_INVALID_ARGUMENT, SHOAL_E_INVALID, "cannot tokenize the prompt: %s", shoal_last_error());
+}
+
+/* (Re)builds the llama context and sampler for the current options; resets the sequence. */
+static int prepare(nn_exec_t *e)
+{
+    int n_ctx = e->cfg.ctx_size > 0 ? e->cfg.ctx_size : shoal_nn_default_ctx(e->m);
+    shoal_threadpool_t *pool = shoal_nn_pool(e->rt);
+    int threads = e->cfg.threads;
+    if (threads > 0 && pool && threads == shoal_threadpool_size(pool)) threads = 0;
+    if (e->llama && (e->llama_ctx != n_ctx || e->llama_batch != e->cfg.batch_size || e->llama_threads != threads)) {
+        shoal_llama_ctx_delete(e->llama);
+        e->llama = NULL;
+    }
+    if (!e->llama) {
+        shoal_threadpool_delete(e->own_pool);
+        e->own_pool = NULL;
+        if (threads > 0) {
+            if (shoal_threadpool_new(threads, &e->own_pool) != SHOAL_OK)
+                return fail(e, NN_ERR_RUNTIME_ERROR, SHOAL_E_NOMEM, "cannot start %d threads", threads);
+            pool = e->own_pool;
+        }
+        shoal_llama_ctx_params_t p;
+        shoal_llama_ctx_params_init(&p);
+        p.n_ctx = n_ctx;
+        p.n_batch = e->cfg.batch_size;
+        if (shoal_llama_ctx_new(e->m->llama, &p, pool, &e->llama) != SHOAL_OK)
+            return fail(e, NN_ERR_RUNTIME_ERROR, SHOAL_E_NOMEM, "cannot create a context of %d positions: %s", n_ctx,
+                        shoal_last_error());
+        e->llama_ctx = n_ctx;
+        e->llama_batch = e->cfg.batch_size;
+        e->llama_threads = threads;
+        log_line(e, "context: %d positions, batch %d, %d threads", n_ctx, e->cfg.batch_size,
+                 pool ? shoal_threadpool_size(pool) : 1);
+        if (e->cfg.n_gpu_layers != 0)
+            log_line(e, "n-gpu-layers %lld ignored: this runtime runs the model on the CPU",
+                     (long long)e->cfg.n_gpu_layers);
+    }
+    shoal_llama_reset(e->llama);
+    shoal_sampler_params_t sp;
+    shoal_sampler_params_init(&sp);
+    sp.temperature = e->cfg.temp;
+    sp.top_p = e->cfg.top_p;
+    sp.repeat_penalty = e->cfg.repeat_penalty;
+    sp.seed = e->cfg.seed;
+    shoal_sampler_delete(e->sampler);
+    e->sampler = NULL;
+    if (shoal_sampler_new(&sp, e->m->llama->hp.vocab, &e->sampler) != SHOAL_OK)
+        return fail(e, NN_ERR_INVALID_ARGUMENT, SHOAL_E_INVALID, "sampler: %s", shoal_last_error());
+    e->n_out = e->out_bytes = 0;
+    e->tail_len = 0;
+    e->pending = -1;
+    e->last_valid = false;
+    e->have_output = true;
+    e->prompt_ms = e->gen_ms = 0;
+    return NN_ERR_SUCCESS;
+}
+
+static int eval_prompt(nn_exec_t *e)
+{
+    if (e->n_prompt == 0)
+        return fail(e, NN_ERR_INVALID_ARGUMENT, SHOAL_E_INVALID, "no prompt: call set_input(ctx, 0, tensor) first");
+    int r = prepare(e);
+    if (r) return r;
+    if (e->n_prompt + PROMPT_RESERVE > (size_t)e->llama_ctx)
+        return fail(e, NN_ERR_PROMPT_TOO_LONG, SHOAL_E_LIMIT,
+                    "the prompt has %zu tokens; a context of %d positions takes at most %d", e->n_prompt, e->llama_ctx,
+                    e->llama_ctx - PROMPT_RESERVE);
+    double t0 = now_ms();
+    shoal_status_t st = shoal_llama_eval(e->llama, e->prompt, (int)e->n_prompt, 0, e->logits, SHOAL_LLAMA_LOGITS_LAST);
+    e->prompt_ms = now_ms() - t0;
+    if (st != SHOAL_OK) return fail(e, NN_ERR_RUNTIME_ERROR, st, "prompt evaluation failed: %s", shoal_last_error());
+    log_line(e, "prompt evaluated: %zu tokens in %.1f ms", e->n_prompt, e->prompt_ms);
+    return NN_ERR_SUCCESS;
+}
+
+/* Appends a generated token: output bookkeeping, stream-stdout, reverse-prompt window.
+ * Returns true if the reverse prompt now appears in the output. */
+static bool record(nn_exec_t *e, int32_t tok, bool stream_stdout)
+{
+    char piece[256];
+    size_t full = 0;
+    /* A piece longer than the window is cut to its head (the tokenizer fills what fits); only
+     * stream-stdout and the reverse-prompt window see it, the output is rebuilt in full. */
+    if (shoal_tokenizer_token_to_piece(e->m->tok, tok, true, piece, sizeof piece, &full) != SHOAL_OK)
+        shoal_clear_error();
+    size_t n = full < sizeof piece ? full : sizeof piece;
+    e->out[e->n_out++] = tok;
+    e->out_bytes += full;
+    if (stream_stdout) {
+        fwrite(piece, 1, n, stdout);
+        fflush(stdout);
+    }
+    if (!e->cfg.reverse_len) return false;
+    if (e->tail_len + n > TAIL_MAX) {
+        size_t keep = TAIL_MAX - n < e->tail_len ? TAIL_MAX - n : e->tail_len;
+        memmove(e->tail, e->tail + e->tail_len - keep, keep);
+        e->tail_len = keep;
+    }
+    memcpy(e->tail + e->tail_len, piece, n);
+    e->tail_len += n;
+    return memmem(e->tail, e->tail_len, e->cfg.reverse_prompt, e->cfg.reverse_len) != NULL;
+}
+
+/* One generation step: computes the logits of the pending token if there is one, samples the
+ * next token and records it. end_of_sequence when the model ends its turn. */
+static int step(nn_exec_t *e, bool stream_stdout, bool *reverse_hit)
+{
+    double t0 = now_ms();
+    if (e->pending >= 0) {
+        if (shoal_llama_n_past(e->llama) + 1 > e->llama_ctx)
+            return fail(e, NN_ERR_CONTEXT_FULL, SHOAL_E_LIMIT, "the context is full (%d positions): raise ctx-size",
+                        e->llama_ctx);
+        shoal_status_t st = shoal_llama_eval(e->llama, &e->pending, 1, shoal_llama_n_past(e->llama), e->logits,
+                                             SHOAL_LLAMA_LOGITS_LAST);
+        if (st != SHOAL_OK) return fail(e, NN_ERR_RUNTIME_ERROR, st, "decode failed: %s", shoal_last_error());
+        e->pending = -1;
+    }
+    int32_t tok;
+    shoal_status_t st = shoal_sampler_sample(e->sampler, e->logits, e->m->llama->hp.vocab, &tok);
+    if (st == SHOAL_OK) st = shoal_sampler_accept(e->sampler, tok);
+    e->gen_ms += now_ms() - t0;
+    if (st != SHOAL_OK) return fail(e, NN_ERR_RUNTIME_ERROR, st, "sampling failed: %s", shoal_last_error());
+    if (shoal_tokenizer_is_eog(e->m->tok, tok)) return NN_ERR_END_OF_SEQUENCE;
+    if (e->n_out == e->cap_out) {
+        size_t cap = e->cap_out ? 2 * e->cap_out : 256;
+        int32_t *p = realloc(e->out, cap * sizeof *p);
+        if (!p) return fail(e, NN_ERR_RUNTIME_ERROR, SHOAL_E_NOMEM, "out of memory for output tokens");
+        e->out = p;
+        e->cap_out = cap;
+    }
+    *reverse_hit = record(e, tok, stream_stdout);
+    e->pending = tok;
+    return NN_ERR_SUCCESS;
+}
+
+int nn_exec_compute(nn_exec_t *e)
+{
+    end_stream(e);
+    int r = eval_prompt(e);
+    if (r) return r;
+    int64_t budget = e->cfg.n_predict < 0 ? INT64_MAX : e->cfg.n_predict;
+    bool hit = false;
+    for (int64_t i = 0; i < budget && !hit; i++) {
+        r = step(e, e->cfg.stream_stdout, &hit);
+        if (r == NN_ERR_END_OF_SEQUENCE) break;
+        if (r) return r;
+    }
+    if (hit) log_line(e, "reverse prompt found");
+    log_line(e, "generated %zu tokens in %.1f ms (%.1f tokens/s)", e->n_out, e->gen_ms,
+             e->gen_ms > 0 ? e->n_out * 1e3 / e->gen_ms : 0.0);
+    return NN_ERR_SUCCESS;
+}
+
+int nn_exec_compute_single(nn_exec_t *e)
+{
+    if (!e->streaming) {
+        int r = eval_prompt(e);
+        if (r) return r;
+        e->streaming = true;
+    }
+    bool hit = false;
+    e->last_valid = false;
+    int r = step(e, false, &hit);
+    if (r == NN_ERR_SUCCESS) e->last_valid = true;
+    else e->streaming = false;
+    return r;
+}
+
+int nn_exec_fini_single(nn_exec_t *e)
+{
+    end_stream(e);
+    return NN_ERR_SUCCESS;
+}
+
+int nn_exec_output_size(nn_exec_t *e, size_t *len)
+{
+    if (!e->have_output)
+        return fail(e, NN_ERR_INVALID_ARGUMENT, SHOAL_E_INVALID, "no output yet: call compute or compute_single first");
+    *len = e->out_bytes;
+    return NN_ERR_SUCCESS;
+}
+
+static size_t write_piece(const nn_exec_t *e, int32_t tok, uint8_t *dst)
+{
+    size_t n = 0;
+    /* The caller sized dst from the same pieces, so the piece always fits. */
+    shoal_tokenizer_token_to_piece(e->m->tok, tok, true, (char *)dst, SIZE_MAX / 2, &n);
+    return n;
+}
+
+void nn_exec_output_write(nn_exec_t *e, uint8_t *dst)
+{
+    for (size_t i = 0; i < e->n_out; i++) dst += write_piece(e, e->out[i], dst);
+}
+
+int nn_exec_last_piece_size(nn_exec_t *e, size_t *len)
+{
+    if (!e->have_output)
+        return fail(e, NN_ERR_INVALID_ARGUMENT, SHOAL_E_INVALID, "no token yet: call compute_single first");
+    *len = 0;
+    if (e->last_valid && e->n_out) {
+        shoal_tokenizer_token_to_piece(e->m->tok, e->out[e->n_out - 1], true, NULL, 0, len);
+        shoal_clear_error();
+    }
+    return NN_ERR_SUCCESS;
+}
+
+void nn_exec_last_piece_write(nn_exec_t *e, uint8_t *dst)
+{
+    if (e->last_valid && e->n_out) write_piece(e, e->out[e->n_out - 1], dst);
+}
+
+size_t nn_exec_metadata(nn_exec_t *e, char *buf, size_t cap)
+{
+    int n = snprintf(buf, cap,
+                     "{\"input_tokens\":%zu,\"output_tokens\":%zu,\"ctx_size\":%d,\"prompt_ms\":%.3f,"
+                     "\"generation_ms\":%.3f}",
+                     e->n_prompt, e->have_output ? e->n_out : 0,
+                     e->llama ? e->llama_ctx : (e->cfg.ctx_size > 0 ? e->cfg.ctx_size : shoal_nn_default_ctx(e->m)),
+                     e->prompt_ms, e->gen_ms);
+    return n < 0 ? 0 : (size_t)n;
+}

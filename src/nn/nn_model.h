@@ -1,0 +1,42 @@
+/* nn_model.h — models preloaded by name into a runtime (--nn-preload NAME:GGML:AUTO:file.gguf),
+ * shared read-only by every instance: wasi-nn graphs and the `shoal` token API both look
+ * models up here.
+ *
+ * A model is loaded once per runtime (GGUF mapping, weights, tokenizer, chat template) and
+ * lives until the runtime is deleted, so an instance may keep a pointer to one for as long as
+ * it exists. Each actor owns its own context (KV cache) over the shared weights. */
+#ifndef SHOAL_NN_MODEL_H
+#define SHOAL_NN_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "backend/cpu/threadpool.h"
+#include "model/chat.h"
+#include "model/gguf.h"
+#include "model/llama.h"
+#include "model/tokenizer.h"
+#include "runtime/runtime_impl.h"
+
+typedef struct shoal_nn_model {
+    char *name;
+    char *path;
+    shoal_gguf_t *gguf;
+    shoal_llama_model_t *llama;
+    shoal_tokenizer_t *tok;
+    shoal_chat_template_t chat; /* valid when has_chat */
+    bool has_chat;
+} shoal_nn_model_t;
+
+/* The model named name[0..len) or NULL. Safe from any thread. */
+const shoal_nn_model_t *shoal_nn_model_find(shoal_runtime_t *rt, const char *name, size_t len);
+/* The thread pool LLM contexts of this runtime borrow: the CPU backend's, or (with a GPU
+ * backend, whose LLM path is not written yet) one of the runtime's own. NULL: run serially. */
+shoal_threadpool_t *shoal_nn_pool(shoal_runtime_t *rt);
+/* Default context size for a model: min(trained context, 4096). */
+int shoal_nn_default_ctx(const shoal_nn_model_t *m);
+
+/* Defined by the CPU backend (backend/cpu/cpu_backend.c); NULL for other backends. */
+shoal_threadpool_t *shoal_cpu_backend_pool(shoal_backend_t *be);
+
+#endif
