@@ -81,10 +81,8 @@ static wasm_trap_t *h_resident_add(void *env, wasmtime_caller_t *caller, const w
 {
     static const char *fn = "shoal.resident_add";
     shoal_instance_t *inst = shoal_caller_instance(caller);
-    shoal_guest_mem_t mem;
     void *p;
-    wasm_trap_t *t = shoal_caller_memory(caller, fn, &mem);
-    if (!t) t = shoal_guest_range(&mem, fn, "range", (uint32_t)args[0].of.i32, (uint32_t)args[1].of.i32, 4, &p);
+    wasm_trap_t *t = shoal_caller_range(caller, fn, "range", (uint32_t)args[0].of.i32, (uint32_t)args[1].of.i32, 4, &p);
     if (t) return t;
     shoal_backend_t *be = inst->rt->backend;
     results[0].kind = WASMTIME_I32;
@@ -97,10 +95,8 @@ static wasm_trap_t *h_resident_drop(void *env, wasmtime_caller_t *caller, const 
 {
     static const char *fn = "shoal.resident_drop";
     shoal_instance_t *inst = shoal_caller_instance(caller);
-    shoal_guest_mem_t mem;
     void *p;
-    wasm_trap_t *t = shoal_caller_memory(caller, fn, &mem);
-    if (!t) t = shoal_guest_range(&mem, fn, "range", (uint32_t)args[0].of.i32, 0, 4, &p);
+    wasm_trap_t *t = shoal_caller_range(caller, fn, "range", (uint32_t)args[0].of.i32, 0, 4, &p);
     if (t) return t;
     shoal_backend_t *be = inst->rt->backend;
     be->ops->resident_drop(be, p);
@@ -139,11 +135,9 @@ static wasm_trap_t *h_last_error(void *env, wasmtime_caller_t *caller, const was
                                  wasmtime_val_t *results, size_t nresults)
 {
     static const char *fn = "shoal.last_error";
-    shoal_guest_mem_t mem;
     void *p;
     uint32_t cap = (uint32_t)args[1].of.i32;
-    wasm_trap_t *t = shoal_caller_memory(caller, fn, &mem);
-    if (!t) t = shoal_guest_range(&mem, fn, "buffer", (uint32_t)args[0].of.i32, cap, 1, &p);
+    wasm_trap_t *t = shoal_caller_range(caller, fn, "buffer", (uint32_t)args[0].of.i32, cap, 1, &p);
     if (t) return t;
     const char *msg = shoal_last_error();
     size_t len = strlen(msg);

@@ -47,6 +47,14 @@ wasm_trap_t *shoal_guest_range(const shoal_guest_mem_t *m, const char *fn, const
     return NULL;
 }
 
+wasm_trap_t *shoal_caller_range(wasmtime_caller_t *caller, const char *fn, const char *what, uint64_t off,
+                                uint64_t len, uint64_t align, void **ptr)
+{
+    shoal_guest_mem_t mem;
+    wasm_trap_t *t = shoal_caller_memory(caller, fn, &mem);
+    return t ? t : shoal_guest_range(&mem, fn, what, off, len, align, ptr);
+}
+
 static wasm_valkind_t kind_of(char c, bool *ok)
 {
     *ok = true;

@@ -25,6 +25,10 @@ wasm_trap_t *shoal_caller_memory(wasmtime_caller_t *caller, const char *fn, shoa
 wasm_trap_t *shoal_guest_range(const shoal_guest_mem_t *m, const char *fn, const char *what, uint64_t off,
                                uint64_t len, uint64_t align, void **ptr);
 
+/* Both of the above for a single operand: the caller's memory, then the range in it. */
+wasm_trap_t *shoal_caller_range(wasmtime_caller_t *caller, const char *fn, const char *what, uint64_t off,
+                                uint64_t len, uint64_t align, void **ptr);
+
 /* Defines module.name in the runtime's linker. `sig` lists parameter kinds, '>' and result
  * kinds: i = i32, I = i64, f = f32, F = f64 (e.g. "iiii>i"). */
 shoal_status_t shoal_runtime_define(shoal_runtime_t *rt, const char *module, const char *name, const char *sig,

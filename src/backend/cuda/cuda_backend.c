@@ -56,7 +56,7 @@ typedef struct cuda_backend {
     uint32_t direct_max_m; /* ZEROCOPY with m <= this reads mapped operands in place, un-staged */
     bool dead;
     char dead_msg[512];
-    char desc[256];
+    char desc[512];
 } cuda_backend_t;
 
 static cuda_backend_t *cb(shoal_backend_t *be) { return (cuda_backend_t *)be; }
