@@ -76,9 +76,8 @@ typedef struct mm_job {
     int n_act;
     int chunk_rows;
     int epilogue;
-    float *res;     /* EPI_ADD: (n_act, dim) += y */
+    float *res;     /* EPI_ADD: (n_act, dim) += y; EPI_SWIGLU: parts[0] = gate (in place), parts[1] = up */
     size_t ld_res;
-    float *up;      /* EPI_SWIGLU: parts[0] = gate (in place), parts[1] = up */
 } mm_job_t;
 
 /* Rows per pass of the second plane: their weights are still in L1/L2 from plane 1. */
