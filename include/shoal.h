@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -109,6 +110,36 @@ shoal_status_t shoal_instance_call_i32(shoal_instance_t *inst, const char *name,
  * The pointer stays valid (the base never moves) until the instance is deleted; the size
  * can grow whenever the guest runs. */
 uint8_t *shoal_instance_memory(shoal_instance_t *inst, size_t *size);
+
+
+/* ---------------------------------------------------------------- actors and snapshots */
+
+/* An actor is an instance of a reactor module driven by messages (guests/include/shoal_actor.h
+ * defines the guest side). The host never snapshots it in the middle of a call: between two
+ * messages its whole state is its linear memory, its mutable globals and the state higher
+ * layers keep for it (the LLM's KV cache, sampler, tokens). */
+
+/* Instantiates `m` and starts it as an actor: calls `_initialize` (if exported), then
+ * `shoal_actor_init`. */
+shoal_status_t shoal_actor_start(shoal_runtime_t *rt, shoal_module_t *m, const shoal_instance_config_t *cfg,
+                                 shoal_instance_t **out);
+/* Delivers one message; *reply (malloc'd, NUL-terminated for convenience, caller frees) and
+ * *reply_len receive the actor's answer. A guest error (negative status) is SHOAL_E_TRAP. */
+shoal_status_t shoal_actor_send(shoal_instance_t *inst, const void *msg, size_t len, char **reply, size_t *reply_len);
+
+/* Writes the instance's state to `path` (format: docs/snapshot-format.md), replacing it
+ * atomically. `m` must be the module the instance was made from (its SHA-256 is recorded).
+ * Fails, writing nothing, if any state cannot be captured (a mutable global the module does
+ * not export, a layer without snapshot support). */
+shoal_status_t shoal_instance_snapshot_save(shoal_instance_t *inst, const shoal_module_t *m, const char *path);
+/* Restores a snapshot into a new instance of `m` (configured by cfg; NULL: defaults). The file
+ * is validated whole first (format version, length, checksum, module SHA-256, structure); any
+ * failure leaves nothing behind, and no existing instance is ever touched. The new instance
+ * continues exactly where the saved one stood; its start functions are not run again. */
+shoal_status_t shoal_instance_snapshot_restore(shoal_runtime_t *rt, shoal_module_t *m, const shoal_instance_config_t *cfg,
+                                               const char *path, shoal_instance_t **out);
+/* Prints what a snapshot holds (after validating it) to `out`. */
+shoal_status_t shoal_snapshot_inspect(const char *path, FILE *out);
 
 #ifdef __cplusplus
 }

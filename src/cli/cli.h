@@ -41,6 +41,8 @@ int cli_preload_models(const cli_common *c, shoal_runtime_t *rt);
 
 int cmd_run(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_actor(int argc, char **argv);
+int cmd_snapshot(int argc, char **argv);
 /* Directory holding this executable (for finding bundled guests). */
 const char *cli_exe_dir(void);
 

@@ -10,7 +10,9 @@ static void usage(FILE *f)
                "usage: shoal <command> [options]\n\n"
                "commands:\n"
                "  run GUEST.wasm [ARGS...]   run a WASI command guest (shoal run --help)\n"
-               "  bench zerocopy             the zero-copy seed experiment (shoal bench --help)\n\n"
+               "  bench zerocopy             the zero-copy seed experiment (shoal bench --help)\n"
+               "  actor GUEST.wasm           drive an actor from stdin; save, load, fork (shoal actor --help)\n"
+               "  snapshot inspect FILE      print what a snapshot holds\n\n"
                "  -h, --help                 this help\n"
                "  -V, --version              print the version\n",
             SHOAL_VERSION);
@@ -33,6 +35,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "actor")) return cmd_actor(argc - 1, argv + 1);
+    if (!strcmp(cmd, "snapshot")) return cmd_snapshot(argc - 1, argv + 1);
     fprintf(stderr, "shoal: unknown command \"%s\"\n", cmd);
     usage(stderr);
     return CLI_EXIT_USAGE;

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "nn/nn_host.h"
+#include "core/sha256.h"
 #include "runtime/hostcall.h"
 #include "runtime/runtime_impl.h"
 #include "runtime/wtutil.h"
@@ -149,6 +150,8 @@ shoal_status_t shoal_module_new(shoal_runtime_t *rt, const uint8_t *bytes, size_
     }
     m->rt = rt;
     m->module = mod;
+    shoal_sha256(bytes, len, m->sha256);
+    shoal_modscan(bytes, len, &m->info);
     *out = m;
     return SHOAL_OK;
 }

@@ -1,0 +1,239 @@
+/* kvcache.c — KV cache export and import in safetensors (kvcache.h). The rows are written
+ * straight from the cache and, on load, copied straight from the mapped file: one copy each way. */
+#define _GNU_SOURCE
+#include "snapshot/kvcache.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "core/sha256.h"
+#include "snapshot/safetensors.h"
+
+#define KV_FORMAT "shoal.kv_cache"
+#define KV_VERSION "1"
+
+void shoal_model_sha256(const shoal_gguf_t *g, uint8_t out[32])
+{
+    shoal_sha256(shoal_gguf_base(g), (size_t)shoal_gguf_file_size(g), out);
+}
+
+typedef struct kvdesc {
+    int n_layer, kv_dim, n_past;
+    size_t row_bytes;
+    shoal_st_tensor_t *t; /* 2 * n_layer */
+    char (*names)[32];
+    char meta_vals[8][80];
+    const char *meta[16];
+} kvdesc_t;
+
+static void kvdesc_free(kvdesc_t *d)
+{
+    free(d->t);
+    free(d->names);
+}
+
+/* Describes the cache rows [0, n_past) of every layer as tensors, with the metadata. */
+static shoal_status_t kvdesc_build(shoal_llama_ctx_t *c, const uint8_t sha[32], kvdesc_t *d)
+{
+    memset(d, 0, sizeof *d);
+    const shoal_llama_hparams_t *hp = &shoal_llama_ctx_model(c)->hp;
+    d->n_layer = hp->n_layer;
+    d->kv_dim = hp->kv_dim;
+    d->n_past = shoal_llama_n_past(c);
+    d->t = calloc(2 * (size_t)d->n_layer, sizeof *d->t);
+    d->names = calloc(2 * (size_t)d->n_layer, sizeof *d->names);
+    if (!d->t || !d->names) {
+        kvdesc_free(d);
+        return shoal_fail(SHOAL_E_NOMEM, "kv: out of memory");
+    }
+    uint32_t crc = 0;
+    for (int l = 0; l < d->n_layer; l++) {
+        float *k, *v;
+        shoal_status_t st = shoal_llama_kv_layer(c, l, &k, &v, &d->row_bytes);
+        if (st != SHOAL_OK) {
+            kvdesc_free(d);
+            return st;
+        }
+        for (int w = 0; w < 2; w++) {
+            shoal_st_tensor_t *t = &d->t[2 * l + w];
+            snprintf(d->names[2 * l + w], sizeof d->names[0], "layers.%d.%c", l, w ? 'v' : 'k');
+            t->name = d->names[2 * l + w];
+            t->dtype = "F32";
+            t->ndim = 2;
+            t->shape[0] = (uint64_t)d->n_past;
+            t->shape[1] = (uint64_t)d->kv_dim;
+            t->data = w ? v : k;
+            t->nbytes = (uint64_t)d->n_past * d->row_bytes;
+            crc = shoal_crc32c(crc, t->data, (size_t)t->nbytes);
+        }
+    }
+    char hex[65];
+    shoal_hex(sha, 32, hex);
+    const char *keys[8] = {"format", "version", "model_sha256", "architecture", "n_layer", "kv_dim", "n_past", "data_crc32c"};
+    snprintf(d->meta_vals[0], 80, "%s", KV_FORMAT);
+    snprintf(d->meta_vals[1], 80, "%s", KV_VERSION);
+    snprintf(d->meta_vals[2], 80, "%s", hex);
+    snprintf(d->meta_vals[3], 80, "llama");
+    snprintf(d->meta_vals[4], 80, "%d", d->n_layer);
+    snprintf(d->meta_vals[5], 80, "%d", d->kv_dim);
+    snprintf(d->meta_vals[6], 80, "%d", d->n_past);
+    snprintf(d->meta_vals[7], 80, "%08" PRIx32, crc);
+    for (int i = 0; i < 8; i++) d->meta[2 * i] = keys[i], d->meta[2 * i + 1] = d->meta_vals[i];
+    return SHOAL_OK;
+}
+
+static int put_file(void *env, const void *p, size_t n) { return fwrite(p, 1, n, env) != n; }
+
+typedef struct membuf {
+    uint8_t **buf;
+    size_t *len, cap;
+} membuf_t;
+
+static int put_mem(void *env, const void *p, size_t n)
+{
+    membuf_t *m = env;
+    if (*m->len + n > m->cap) {
+        size_t cap = m->cap ? m->cap : 1 << 16;
+        while (cap < *m->len + n) cap *= 2;
+        uint8_t *nb = realloc(*m->buf, cap);
+        if (!nb) return 1;
+        *m->buf = nb;
+        m->cap = cap;
+    }
+    memcpy(*m->buf + *m->len, p, n);
+    *m->len += n;
+    return 0;
+}
+
+shoal_status_t shoal_kv_serialize(shoal_llama_ctx_t *c, const uint8_t model_sha256[32], uint8_t **buf, size_t *len)
+{
+    kvdesc_t d;
+    shoal_status_t st = kvdesc_build(c, model_sha256, &d);
+    if (st != SHOAL_OK) return st;
+    membuf_t m = {buf, len, *len};
+    st = shoal_safetensors_write(put_mem, &m, d.t, 2 * (size_t)d.n_layer, d.meta, 8);
+    kvdesc_free(&d);
+    return st;
+}
+
+shoal_status_t shoal_kv_save_safetensors(shoal_llama_ctx_t *c, const uint8_t model_sha256[32], const char *path)
+{
+    kvdesc_t d;
+    shoal_status_t st = kvdesc_build(c, model_sha256, &d);
+    if (st != SHOAL_OK) return st;
+    char *tmp = NULL;
+    FILE *f = NULL;
+    if (asprintf(&tmp, "%s.tmp", path) < 0) tmp = NULL, st = shoal_fail(SHOAL_E_NOMEM, "kv: out of memory");
+    if (st == SHOAL_OK && !(f = fopen(tmp, "wb"))) st = shoal_fail(SHOAL_E_IO, "kv: %s: %s", tmp, strerror(errno));
+    if (st == SHOAL_OK) {
+        st = shoal_safetensors_write(put_file, f, d.t, 2 * (size_t)d.n_layer, d.meta, 8);
+        if (fclose(f) != 0 && st == SHOAL_OK) st = shoal_fail(SHOAL_E_IO, "kv: writing %s: %s", tmp, strerror(errno));
+        if (st == SHOAL_OK && rename(tmp, path) != 0) st = shoal_fail(SHOAL_E_IO, "kv: %s: %s", path, strerror(errno));
+        if (st != SHOAL_OK) unlink(tmp);
+    }
+    free(tmp);
+    kvdesc_free(&d);
+    return st;
+}
+
+static shoal_status_t meta_int(const shoal_st_t *st, const char *key, long lo, long hi, long *out)
+{
+    const char *s = shoal_safetensors_meta(st, key);
+    char *end;
+    errno = 0;
+    long v = s ? strtol(s, &end, 10) : 0;
+    if (!s || !*s || *end || errno || v < lo || v > hi)
+        return shoal_fail(SHOAL_E_FORMAT, "kv: metadata '%s' is %s%s%s", key, s ? "\"" : "missing", s ? s : "", s ? "\"" : "");
+    *out = v;
+    return SHOAL_OK;
+}
+
+shoal_status_t shoal_kv_deserialize(shoal_llama_ctx_t *c, const uint8_t model_sha256[32], const uint8_t *buf, size_t len)
+{
+    shoal_st_t *st = NULL;
+    shoal_status_t s = shoal_safetensors_parse(buf, len, &st);
+    if (s != SHOAL_OK) return shoal_fail_wrap(s, "kv");
+    const shoal_llama_hparams_t *hp = &shoal_llama_ctx_model(c)->hp;
+    const char *fmt = shoal_safetensors_meta(st, "format"), *ver = shoal_safetensors_meta(st, "version");
+    const char *sha = shoal_safetensors_meta(st, "model_sha256"), *crc_s = shoal_safetensors_meta(st, "data_crc32c");
+    char want[65];
+    shoal_hex(model_sha256, 32, want);
+    long n_layer = 0, kv_dim = 0, n_past = 0;
+    if (!fmt || strcmp(fmt, KV_FORMAT)) s = shoal_fail(SHOAL_E_FORMAT, "kv: not a Shoal KV cache (metadata format is %s)", fmt ? fmt : "missing");
+    else if (!ver || strcmp(ver, KV_VERSION))
+        s = shoal_fail(SHOAL_E_FORMAT, "kv: KV cache format version %s, but this build reads version %s", ver ? ver : "(missing)", KV_VERSION);
+    else if (!sha || strcmp(sha, want))
+        s = shoal_fail(SHOAL_E_FORMAT, "kv: the cache was made by another model (model_sha256 %s, this model is %s)",
+                       sha ? sha : "missing", want);
+    if (s == SHOAL_OK) s = meta_int(st, "n_layer", 1, 1 << 20, &n_layer);
+    if (s == SHOAL_OK) s = meta_int(st, "kv_dim", 1, 1 << 24, &kv_dim);
+    if (s == SHOAL_OK && (s = meta_int(st, "n_past", 0, shoal_llama_n_ctx(c), &n_past)) != SHOAL_OK)
+        shoal_fail_append(s, "note: this context holds %d positions", shoal_llama_n_ctx(c));
+    if (s == SHOAL_OK && (n_layer != hp->n_layer || kv_dim != hp->kv_dim))
+        s = shoal_fail(SHOAL_E_FORMAT, "kv: cache shape %ld layers x %ld, this model has %d x %d", n_layer, kv_dim,
+                       hp->n_layer, hp->kv_dim);
+    if (s == SHOAL_OK && shoal_safetensors_count(st) != 2 * (size_t)n_layer)
+        s = shoal_fail(SHOAL_E_FORMAT, "kv: %zu tensors, expected %ld", shoal_safetensors_count(st), 2 * n_layer);
+    uint32_t crc = 0;
+    const shoal_st_tensor_t **ts = calloc(2 * (size_t)hp->n_layer, sizeof *ts);
+    if (!ts && s == SHOAL_OK) s = shoal_fail(SHOAL_E_NOMEM, "kv: out of memory");
+    uint64_t shape[2] = {(uint64_t)n_past, (uint64_t)kv_dim};
+    for (int i = 0; s == SHOAL_OK && i < 2 * hp->n_layer; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "layers.%d.%c", i / 2, i % 2 ? 'v' : 'k');
+        s = shoal_safetensors_get(st, name, "F32", 2, shape, &ts[i]);
+        if (s == SHOAL_OK) crc = shoal_crc32c(crc, ts[i]->data, (size_t)ts[i]->nbytes);
+    }
+    if (s == SHOAL_OK) {
+        char got[16];
+        snprintf(got, sizeof got, "%08" PRIx32, crc);
+        if (!crc_s || strcmp(crc_s, got))
+            s = shoal_fail(SHOAL_E_FORMAT, "kv: data checksum mismatch (metadata %s, data %s): the file is corrupt",
+                           crc_s ? crc_s : "missing", got);
+    }
+    /* Everything checked: only now is the context written. */
+    for (int l = 0; s == SHOAL_OK && l < hp->n_layer; l++) {
+        float *k, *v;
+        size_t row_bytes;
+        s = shoal_llama_kv_layer(c, l, &k, &v, &row_bytes);
+        if (s == SHOAL_OK) {
+            memcpy(k, ts[2 * l]->data, (size_t)ts[2 * l]->nbytes);
+            memcpy(v, ts[2 * l + 1]->data, (size_t)ts[2 * l + 1]->nbytes);
+        }
+    }
+    if (s == SHOAL_OK) s = shoal_llama_set_n_past(c, (int)n_past);
+    free(ts);
+    shoal_safetensors_free(st);
+    return s;
+}
+
+shoal_status_t shoal_kv_load_safetensors(shoal_llama_ctx_t *c, const uint8_t model_sha256[32], const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return shoal_fail(SHOAL_E_IO, "kv: %s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return shoal_fail(SHOAL_E_IO, "kv: %s: not a regular file", path);
+    }
+    size_t n = (size_t)sb.st_size;
+    if (n == 0) {
+        close(fd);
+        return shoal_fail(SHOAL_E_FORMAT, "kv: %s: empty file", path);
+    }
+    void *map = mmap(NULL, n, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) return shoal_fail(SHOAL_E_IO, "kv: %s: mmap: %s", path, strerror(errno));
+    shoal_status_t s = shoal_kv_deserialize(c, model_sha256, map, n);
+    munmap(map, n);
+    if (s != SHOAL_OK) shoal_fail_wrap(s, "%s", path);
+    return s;
+}
