@@ -48,6 +48,8 @@ static void append(const char *s, size_t n)
     history[hist_len] = '\0';
 }
 
+static void append_str(const char *s) { append(s, strlen(s)); }
+
 /* Drops the oldest turn after the system message; false if there is none left to drop. */
 static bool drop_oldest_turn(void)
 {
@@ -75,7 +77,7 @@ int main(int argc, char **argv)
     int32_t e = nn_load_by_name_with_config(model, strlen(model), config, strlen(config), &g);
     if (e) die("load_by_name_with_config", e);
     if ((e = nn_init_execution_context(g, &c))) die("init_execution_context", e);
-    append(SYSTEM, strlen(SYSTEM));
+    append_str(SYSTEM);
 
     bool tty = isatty(0);
     static char line[4096];
@@ -90,9 +92,9 @@ int main(int argc, char **argv)
         if (!line[0]) continue;
         if (!tty) printf("> %s\n", line);
         size_t turn_start = hist_len;
-        append("<|im_start|>user\n", 17);
-        append(line, strlen(line));
-        append("<|im_end|>\n<|im_start|>assistant\n", 34);
+        append_str("<|im_start|>user\n");
+        append_str(line);
+        append_str("<|im_end|>\n<|im_start|>assistant\n");
         for (;;) {
             if ((e = nn_set_input_bytes(c, 0, history, (uint32_t)hist_len))) die("set_input", e);
             e = nn_compute(c);
@@ -119,7 +121,7 @@ int main(int argc, char **argv)
         printf("%s\n[%.0f tokens, %.1f tokens/s]\n", (char *)answer, toks, ms > 0 ? toks * 1000.0 / ms : 0.0);
         fflush(stdout);
         append((char *)answer, n);
-        append("<|im_end|>\n", 11);
+        append_str("<|im_end|>\n");
     }
     nn_finalize_execution_context(c);
     nn_unload(g);

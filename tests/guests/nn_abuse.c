@@ -1,0 +1,232 @@
+/* nn_abuse.c — drives every error path of wasi-nn (and the shoal llm_* API) with hostile or
+ * out-of-order calls and checks the exact error code of each; the host must answer, never
+ * crash or write outside what it was given. Exits 0 when every check holds; prints each miss.
+ * Needs a model preloaded as "default".
+ *   nn_abuse.wasm            all checks
+ *   nn_abuse.wasm llm-trap   an llm_eval whose logits run past memory: must trap */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shoal_guest.h"
+#include "wasi_nn.h"
+
+static int checks, misses;
+
+#define EXPECT(call, want)                                                                                             \
+    do {                                                                                                               \
+        int32_t got_ = (call);                                                                                         \
+        checks++;                                                                                                      \
+        if (got_ != (want)) {                                                                                          \
+            char msg_[200];                                                                                            \
+            shoal_last_error(msg_, sizeof msg_);                                                                       \
+            printf("MISS line %d: %s -> %d (%s), want %d (%s) [%s]\n", __LINE__, #call, got_, nn_strerror(got_),     \
+                   (int)(want), nn_strerror(want), msg_);                                                              \
+            misses++;                                                                                                  \
+        }                                                                                                              \
+    } while (0)
+
+/* A raw tensor record: every field under the test's control. */
+typedef struct raw_tensor {
+    uint32_t dims_ptr, dims_len, type, data_ptr, data_len;
+} raw_tensor;
+
+static int32_t set_raw(nn_ctx_t c, uint32_t index, uint32_t dims_ptr, uint32_t dims_len, uint32_t type,
+                       uint32_t data_ptr, uint32_t data_len)
+{
+    static raw_tensor t;
+    t = (raw_tensor){dims_ptr, dims_len, type, data_ptr, data_len};
+    return nn_set_input(c, index, (const nn_tensor_t *)&t);
+}
+
+static const char *chatml(const char *q)
+{
+    static char buf[4096];
+    snprintf(buf, sizeof buf, "<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\n", q);
+    return buf;
+}
+
+static nn_ctx_t new_ctx(const char *config, nn_graph_t *g)
+{
+    nn_ctx_t c = 0;
+    EXPECT(nn_load_by_name_with_config("default", 7, config, strlen(config), g), NN_SUCCESS);
+    EXPECT(nn_init_execution_context(*g, &c), NN_SUCCESS);
+    return c;
+}
+
+int main(int argc, char **argv)
+{
+    uint32_t mem = (uint32_t)__builtin_wasm_memory_size(0) * 65536u;
+    static uint32_t dims[1] = {1};
+    static uint8_t buf[4096];
+    uint32_t w = 0;
+    nn_graph_t g = 0, g2 = 0;
+    nn_ctx_t c = 0;
+
+    if (argc > 1 && !strcmp(argv[1], "llm-trap")) {
+        int32_t h;
+        if (shoal_llm_open("default", 7, 64, &h)) return 3;
+        int32_t id = 1;
+        shoal_llm_eval(h, &id, 1, (float *)(uintptr_t)(mem - 64), SHOAL_LLM_LOGITS_LAST);
+        return 4; /* not reached: the call traps */
+    }
+
+    /* ---- model names and graph loading ---- */
+    EXPECT(nn_load_by_name("nope", 4, &g), NN_NOT_FOUND);
+    EXPECT(nn_load_by_name("", 0, &g), NN_NOT_FOUND);
+    EXPECT(nn_load_by_name((const char *)(uintptr_t)0xFFFFFFF0u, 100, &g), NN_INVALID_ARGUMENT); /* wraps 2^32 */
+    EXPECT(nn_load_by_name("default", 7, (nn_graph_t *)(uintptr_t)(mem - 2)), NN_INVALID_ARGUMENT);
+    EXPECT(nn_load_by_name_with_config("default", 7, "{", 1, &g), NN_INVALID_ENCODING);
+    EXPECT(nn_load_by_name_with_config("default", 7, "[1]", 3, &g), NN_INVALID_ENCODING);
+    EXPECT(nn_load_by_name_with_config("default", 7, "{\"ctx-size\":\"big\"}", 18, &g), NN_INVALID_ARGUMENT);
+    EXPECT(nn_load_by_name_with_config("default", 7, "{\"temp\":-1}", 11, &g), NN_INVALID_ARGUMENT);
+    EXPECT(nn_load_by_name_with_config("default", 7, "{\"top-p\":0}", 11, &g), NN_INVALID_ARGUMENT);
+    EXPECT(nn_load_by_name_with_config("default", 7, "{\"some-future-key\":1}", 21, &g), NN_SUCCESS);
+    EXPECT(nn_unload(g), NN_SUCCESS);
+    EXPECT(nn_unload(g), NN_INVALID_ARGUMENT); /* double unload */
+    EXPECT(nn_unload(12345), NN_INVALID_ARGUMENT);
+    EXPECT(nn_load_by_name_with_config("default", 7, (const char *)(uintptr_t)(mem - 4), 8, &g), NN_INVALID_ARGUMENT);
+
+    nn_builder_t b[2] = {{(const uint8_t *)"preload:default", 15}, {(const uint8_t *)"{\"n-predict\":4}", 15}};
+    EXPECT(nn_load(b, 2, NN_ENCODING_GGML, NN_TARGET_AUTO, &g), NN_SUCCESS);
+    EXPECT(nn_unload(g), NN_SUCCESS);
+    EXPECT(nn_load(b, 1, 1 /* ONNX */, NN_TARGET_CPU, &g), NN_INVALID_ENCODING);
+    EXPECT(nn_load(b, 1, NN_ENCODING_GGML, 9, &g), NN_INVALID_ARGUMENT);
+    EXPECT(nn_load(b, 0, NN_ENCODING_GGML, NN_TARGET_CPU, &g), NN_INVALID_ARGUMENT);
+    EXPECT(nn_load((const nn_builder_t *)(uintptr_t)(mem - 8), 2, NN_ENCODING_GGML, NN_TARGET_CPU, &g),
+           NN_INVALID_ARGUMENT);
+    EXPECT(nn_load(b, 0x20000001u, NN_ENCODING_GGML, NN_TARGET_CPU, &g), NN_INVALID_ARGUMENT); /* n*8 wraps 32 bits */
+    nn_builder_t gguf[1] = {{(const uint8_t *)"GGUF\3\0\0\0", 8}};
+    EXPECT(nn_load(gguf, 1, NN_ENCODING_GGML, NN_TARGET_CPU, &g), NN_UNSUPPORTED_OPERATION);
+    nn_builder_t missing[1] = {{(const uint8_t *)"preload:missing", 15}};
+    EXPECT(nn_load(missing, 1, NN_ENCODING_AUTODETECT, NN_TARGET_CPU, &g), NN_NOT_FOUND);
+    nn_builder_t badb[1] = {{(const uint8_t *)(uintptr_t)(mem - 4), 16}};
+    EXPECT(nn_load(badb, 1, NN_ENCODING_GGML, NN_TARGET_CPU, &g), NN_INVALID_ARGUMENT);
+
+    /* ---- unknown handles ---- */
+    EXPECT(nn_init_execution_context(77, &c), NN_INVALID_ARGUMENT);
+    EXPECT(nn_set_input_bytes(77, 0, "x", 1), NN_INVALID_ARGUMENT);
+    EXPECT(nn_compute(77), NN_INVALID_ARGUMENT);
+    EXPECT(nn_compute_single(77), NN_INVALID_ARGUMENT);
+    EXPECT(nn_get_output(77, 0, buf, sizeof buf, &w), NN_INVALID_ARGUMENT);
+    EXPECT(nn_get_output_single(77, 0, buf, sizeof buf, &w), NN_INVALID_ARGUMENT);
+    EXPECT(nn_fini_single(77), NN_INVALID_ARGUMENT);
+    EXPECT(nn_finalize_execution_context(77), NN_INVALID_ARGUMENT);
+    EXPECT(nn_compute(0xFFFFFFFFu), NN_INVALID_ARGUMENT);
+
+    /* ---- calls in the wrong order ---- */
+    c = new_ctx("{\"n-predict\":8,\"ctx-size\":256,\"temp\":0}", &g);
+    EXPECT(nn_init_execution_context(g, (nn_ctx_t *)(uintptr_t)mem), NN_INVALID_ARGUMENT);
+    EXPECT(nn_compute(c), NN_INVALID_ARGUMENT);                               /* no prompt yet */
+    EXPECT(nn_compute_single(c), NN_INVALID_ARGUMENT);
+    EXPECT(nn_get_output(c, 0, buf, sizeof buf, &w), NN_INVALID_ARGUMENT);    /* nothing computed */
+    EXPECT(nn_get_output_single(c, 0, buf, sizeof buf, &w), NN_INVALID_ARGUMENT);
+    EXPECT(nn_fini_single(c), NN_SUCCESS);                                    /* no stream: a no-op */
+    EXPECT(nn_get_output(c, 1, buf, sizeof buf, &w), NN_SUCCESS);             /* metadata is always there */
+
+    /* ---- malformed tensor records ---- */
+    const char *p = chatml("Say hi.");
+    uint32_t pl = (uint32_t)strlen(p);
+    EXPECT(nn_set_input(c, 0, (const nn_tensor_t *)(uintptr_t)(mem - 12)), NN_INVALID_ARGUMENT); /* record past end */
+    EXPECT(set_raw(c, 0, mem - 2, 1, NN_U8, (uint32_t)(uintptr_t)p, pl), NN_INVALID_ARGUMENT);   /* dims past end */
+    EXPECT(set_raw(c, 0, (uint32_t)(uintptr_t)dims, 0x40000001u, NN_U8, (uint32_t)(uintptr_t)p, pl),
+           NN_INVALID_ARGUMENT);                                                              /* dims_len*4 wraps */
+    EXPECT(set_raw(c, 0, (uint32_t)(uintptr_t)dims, 1, NN_U8, 0x10, 0xFFFFFFF8u), NN_INVALID_ARGUMENT); /* data wraps */
+    EXPECT(set_raw(c, 0, (uint32_t)(uintptr_t)dims, 1, NN_U8, mem - 4, 8), NN_INVALID_ARGUMENT); /* data past end */
+    EXPECT(set_raw(c, 0, (uint32_t)(uintptr_t)dims, 1, 9, (uint32_t)(uintptr_t)p, pl), NN_INVALID_ARGUMENT); /* type */
+    EXPECT(set_raw(c, 7, (uint32_t)(uintptr_t)dims, 1, NN_U8, (uint32_t)(uintptr_t)p, pl), NN_INVALID_ARGUMENT);
+    EXPECT(nn_set_input_bytes(c, 1, "{nope", 5), NN_INVALID_ENCODING);
+    EXPECT(nn_set_input_bytes(c, 1, "{\"n-predict\":true}", 18), NN_INVALID_ARGUMENT);
+    /* older bindings number u8 as 2 and padding bytes may be garbage: still bytes */
+    EXPECT(set_raw(c, 0, (uint32_t)(uintptr_t)dims, 1, 0xABCDEF02u, (uint32_t)(uintptr_t)p, pl), NN_SUCCESS);
+
+    /* ---- outputs and buffers ---- */
+    EXPECT(nn_compute(c), NN_SUCCESS);
+    uint32_t need = 0;
+    memset(buf, 0xA5, sizeof buf);
+    EXPECT(nn_get_output(c, 0, buf, 2, &need), NN_TOO_LARGE);
+    int clean = 1;
+    for (size_t i = 0; i < sizeof buf; i++) clean &= buf[i] == 0xA5;
+    EXPECT(clean, 1);   /* nothing written on too_large, not even within max */
+    EXPECT(need > 2, 1); /* the size needed is reported */
+    EXPECT(nn_get_output(c, 0, buf, need, &w), NN_SUCCESS);
+    EXPECT(w == need && buf[need] == 0xA5, 1);                              /* exactly `need` bytes, none past */
+    EXPECT(nn_get_output(c, 1, buf, 3, &w), NN_TOO_LARGE);
+    EXPECT(nn_get_output(c, 5, buf, sizeof buf, &w), NN_INVALID_ARGUMENT);
+    EXPECT(nn_get_output(c, 0, (uint8_t *)(uintptr_t)(mem - 8), 64, &w), NN_INVALID_ARGUMENT);
+    EXPECT(nn_get_output(c, 0, buf, sizeof buf, (uint32_t *)(uintptr_t)(mem - 3)), NN_INVALID_ARGUMENT);
+    EXPECT(nn_get_output(c, 0, (uint8_t *)(uintptr_t)0xFFFFFF00u, 0x200, &w), NN_INVALID_ARGUMENT); /* wraps */
+    EXPECT(nn_get_output(c, 1, buf, sizeof buf, &w), NN_SUCCESS);
+    buf[w] = 0;
+    EXPECT(strstr((char *)buf, "\"input_tokens\":") != NULL && strstr((char *)buf, "\"output_tokens\":") != NULL, 1);
+
+    /* ---- streaming ---- */
+    int32_t e = NN_SUCCESS;
+    int steps = 0;
+    while (steps < 200 && (e = nn_compute_single(c)) == NN_SUCCESS) {
+        EXPECT(nn_get_output_single(c, 0, buf, sizeof buf, &w), NN_SUCCESS);
+        steps++;
+    }
+    EXPECT(e, NN_END_OF_SEQUENCE);
+    EXPECT(nn_get_output_single(c, 0, buf, sizeof buf, &w), NN_SUCCESS);
+    EXPECT(w, 0); /* nothing after the end */
+    EXPECT(nn_fini_single(c), NN_SUCCESS);
+
+    /* ---- prompts longer than the context, and a full context ---- */
+    EXPECT(nn_set_input_bytes(c, 1, "{\"ctx-size\":32}", 15), NN_SUCCESS);
+    static char longp[2048];
+    longp[0] = 0;
+    for (int i = 0; i < 40; i++) strcat(longp, "apple pear ");
+    EXPECT(nn_set_input_bytes(c, 0, longp, strlen(longp)), NN_SUCCESS);
+    EXPECT(nn_compute(c), NN_PROMPT_TOO_LONG);
+    EXPECT(nn_compute_single(c), NN_PROMPT_TOO_LONG);
+    const char *count = chatml("Count from 1 to 100, one number per line.");
+    EXPECT(nn_set_input_bytes(c, 1, "{\"ctx-size\":48,\"n-predict\":-1}", 30), NN_SUCCESS);
+    EXPECT(nn_set_input_bytes(c, 0, count, strlen(count)), NN_SUCCESS);
+    EXPECT(nn_compute(c), NN_CONTEXT_FULL);
+    EXPECT(nn_get_output(c, 0, buf, sizeof buf, &w), NN_SUCCESS); /* the text so far stays readable */
+    EXPECT(w > 0, 1);
+
+    /* ---- lifetimes ---- */
+    EXPECT(nn_unload(g), NN_SUCCESS);
+    EXPECT(nn_init_execution_context(g, &g2), NN_INVALID_ARGUMENT);
+    EXPECT(nn_set_input_bytes(c, 1, "{\"ctx-size\":256,\"n-predict\":4}", 30), NN_SUCCESS);
+    EXPECT(nn_set_input_bytes(c, 0, p, pl), NN_SUCCESS);
+    EXPECT(nn_compute(c), NN_SUCCESS); /* a context outlives its graph handle */
+    EXPECT(nn_finalize_execution_context(c), NN_SUCCESS);
+    EXPECT(nn_finalize_execution_context(c), NN_INVALID_ARGUMENT); /* double finalize */
+    EXPECT(nn_compute(c), NN_INVALID_ARGUMENT);                    /* use after finalize */
+    (void)g2;
+
+    /* ---- the shoal token API: statuses (bad pointers trap: see llm-trap) ---- */
+    int32_t h = -1, id = 0;
+    EXPECT(shoal_llm_open("nope", 4, 0, &h), SHOAL_ST_NOT_FOUND);
+    EXPECT(shoal_llm_open("default", 7, -5, &h), SHOAL_ST_INVALID);
+    EXPECT(shoal_llm_close(42), SHOAL_ST_INVALID);
+    EXPECT(shoal_llm_is_eog(42, 0), -SHOAL_ST_INVALID);
+    EXPECT(shoal_llm_open("default", 7, 8, &h), SHOAL_ST_OK);
+    shoal_llm_info_t info;
+    EXPECT(shoal_llm_info(h, &info), SHOAL_ST_OK);
+    float *logits = malloc(sizeof(float) * (size_t)info.n_vocab);
+    int32_t ids[16];
+    uint32_t n = 0;
+    EXPECT(shoal_llm_tokenize(h, "one two three four five six", 27, 0, ids, 2, &n), SHOAL_ST_LIMIT);
+    EXPECT(n > 2, 1);
+    EXPECT(shoal_llm_tokenize(h, "one two three four five six", 27, 0, ids, 16, &n), SHOAL_ST_OK);
+    EXPECT(shoal_llm_eval(h, ids, n, logits, 3), SHOAL_ST_INVALID); /* bad mode */
+    id = info.n_vocab;
+    EXPECT(shoal_llm_eval(h, &id, 1, logits, SHOAL_LLM_LOGITS_LAST), SHOAL_ST_INVALID); /* id outside vocab */
+    EXPECT(shoal_llm_eval(h, ids, n, logits, SHOAL_LLM_LOGITS_LAST), SHOAL_ST_OK);
+    EXPECT(shoal_llm_eval(h, ids, n, logits, SHOAL_LLM_LOGITS_LAST), SHOAL_ST_LIMIT); /* 8 positions: full */
+    EXPECT(shoal_llm_rewind(h, 99), SHOAL_ST_INVALID);
+    EXPECT(shoal_llm_rewind(h, 0), SHOAL_ST_OK);
+    char small[2];
+    EXPECT(shoal_llm_detokenize(h, ids, n, 0, small, 2, &w), SHOAL_ST_LIMIT);
+    EXPECT(w > 2, 1);
+    EXPECT(shoal_llm_close(h), SHOAL_ST_OK);
+    EXPECT(shoal_llm_close(h), SHOAL_ST_INVALID);
+    free(logits);
+
+    printf("nn_abuse: %d checks, %d misses\n", checks, misses);
+    return misses ? 1 : 0;
+}

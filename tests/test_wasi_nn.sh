@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# test_wasi_nn.sh — wasi-nn and the shoal token API end to end through the CLI and the example
+# guests on SmolLM2-135M (greedy, short answers): a factual answer, streaming == one-shot ==
+# token-level, multi-turn chat, every wasi-nn error path (nn_abuse), traps and CLI errors.
+set -u
+: "${SHOAL_BIN:?}" "${SHOAL_GUESTS:?}" "${SHOAL_DEPS:?}"
+MODEL="$SHOAL_DEPS/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+[ -f "$MODEL" ] || { echo "skip: $MODEL missing (run scripts/setup.sh)"; exit 77; }
+RUN=("$SHOAL_BIN" run --threads 2 --nn-preload "default:GGML:AUTO:$MODEL")
+Q="What is the capital of France?"
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+pass() { echo "ok: $*"; }
+# The answer text: everything before the "[... tokens/s]" summary line.
+answer() { sed '/^\[.*tokens.*\]$/,$d'; }
+
+one=$("${RUN[@]}" "$SHOAL_GUESTS/complete.wasm" -n 32 default "$Q") || fail "complete.wasm exited $?"
+echo "$one"
+grep -q "Paris" <<<"$one" && pass "greedy answer names Paris" || fail "no Paris in: $one"
+grep -Eq '^\[[0-9]+ prompt tokens, [1-9][0-9]* generated, [0-9.]+ tokens/s\]$' <<<"$one" \
+  && pass "complete prints token counts and tokens/s" || fail "no tokens/s line"
+
+stream=$("${RUN[@]}" "$SHOAL_GUESTS/stream.wasm" -n 32 default "$Q") || fail "stream.wasm exited $?"
+[ "$(answer <<<"$stream")" = "$(answer <<<"$one")" ] && pass "compute_single stream == compute" \
+  || fail "stream differs: [$(answer <<<"$stream")] vs [$(answer <<<"$one")]"
+
+tok=$("${RUN[@]}" "$SHOAL_GUESTS/tokens.wasm" -n 32 default "$Q") || fail "tokens.wasm exited $?"
+[ "$(answer <<<"$tok")" = "$(answer <<<"$one")" ] && pass "token-level greedy loop == wasi-nn greedy" \
+  || fail "token API differs: [$(answer <<<"$tok")] vs [$(answer <<<"$one")]"
+
+# A longer greedy generation that stops on n-predict, not on end of turn: the three paths must
+# still agree token for token.
+L="Write a short poem about the sea."
+a=$("${RUN[@]}" "$SHOAL_GUESTS/complete.wasm" -n 24 default "$L" | answer)
+b=$("${RUN[@]}" "$SHOAL_GUESTS/stream.wasm" -n 24 default "$L" | answer)
+c=$("${RUN[@]}" "$SHOAL_GUESTS/tokens.wasm" -n 24 default "$L" | answer)
+[ -n "$a" ] && [ "$a" = "$b" ] && [ "$a" = "$c" ] && pass "24-token poem identical on all three paths" \
+  || fail "poem differs: [$a] [$b] [$c]"
+
+chat=$(printf 'What is the capital of France?\nAnd of Germany?\n' | "${RUN[@]}" "$SHOAL_GUESTS/chat.wasm" -n 32) \
+  || fail "chat.wasm exited $?"
+echo "$chat"
+grep -q "Paris" <<<"$chat" && grep -q "Berlin" <<<"$chat" && pass "two-turn chat (second turn relies on the first)" \
+  || fail "chat answers: $chat"
+
+abuse=$("${RUN[@]}" "$SHOAL_GUESTS/nn_abuse.wasm" 2>&1); rc=$?
+echo "$abuse" | tail -n 5
+[ $rc -eq 0 ] && grep -q "0 misses" <<<"$abuse" && pass "every wasi-nn / llm error path gives its exact code" \
+  || fail "nn_abuse exited $rc"
+
+out=$("${RUN[@]}" "$SHOAL_GUESTS/nn_abuse.wasm" llm-trap 2>&1); rc=$?
+[ $rc -eq 134 ] && grep -q "shoal.llm_eval: logits .* lies outside linear memory" <<<"$out" \
+  && pass "llm_eval with logits past memory traps with a precise message" || fail "llm-trap: rc=$rc $out"
+
+out=$("$SHOAL_BIN" run --nn-preload "default:GGML:AUTO:/nonexistent.gguf" "$SHOAL_GUESTS/complete.wasm" default x 2>&1); rc=$?
+[ $rc -eq 1 ] && grep -q "nonexistent.gguf" <<<"$out" && pass "missing model file: clear CLI error" \
+  || fail "missing model: rc=$rc $out"
+out=$("$SHOAL_BIN" run --nn-preload "default:ONNX:AUTO:$MODEL" "$SHOAL_GUESTS/complete.wasm" default x 2>&1); rc=$?
+[ $rc -eq 2 ] && pass "unsupported --nn-preload encoding: usage error" || fail "bad encoding: rc=$rc $out"
+out=$("$SHOAL_BIN" run --nn-preload "nocolons" "$SHOAL_GUESTS/complete.wasm" default x 2>&1); rc=$?
+[ $rc -eq 2 ] && pass "malformed --nn-preload: usage error" || fail "malformed preload: rc=$rc $out"
+# No model preloaded: the guest gets not_found and says so.
+out=$("$SHOAL_BIN" run "$SHOAL_GUESTS/complete.wasm" default x 2>&1); rc=$?
+[ $rc -eq 1 ] && grep -q "not_found" <<<"$out" && pass "unknown model name: not_found reaches the guest" \
+  || fail "unknown model: rc=$rc $out"
+
+[ $fails -eq 0 ] && echo "test_wasi_nn: all passed" || echo "test_wasi_nn: $fails failed"
+exit $((fails > 0))
