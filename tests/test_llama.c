@@ -26,8 +26,8 @@
  * The reference dequantises weights exactly and sums in double, so all of the error is Shoal's
  * activation rounding and float32 accumulation:
  * - act_planes = 2 (default): activations carry ~15 bits (an 8-bit plane plus an 8-bit plane of
- *   its residual, blocks of 32). Measured max |err| 0.0072 and 0.0057 on the two prompts below;
- *   0.05 leaves 7x margin and is far below the top-1 gaps (the closest here is 0.064), so top-1
+ *   its residual, blocks of 32). Measured max |err| 0.0060-0.0093 on the prompts here and
+ *   in the numpy fixture; 0.05 leaves 5x margin and is far below the top-1 gaps (the closest here is 0.064), so top-1
  *   must match at every position.
  * - act_planes = 1: 8-bit activations, as llama.cpp does (Q8_1 for Q4_1 weights). Each matmul
  *   input is perturbed by up to amax/254 per element; through 30 layers that moves logits by up
@@ -38,7 +38,7 @@
 #define LOGIT_TOL_8BIT 3.0
 /* Batched vs token-by-token: decode runs a one-row kernel, prefill a four-row one, so float sums
  * round differently; through 30 layers (and activation re-quantisation, where a last-bit change
- * can move a rounding) that shows as up to 5.4e-3 here. Each path is within 0.0074 of float64,
+ * can move a rounding) that shows as up to 6.5e-3 here. Each path is within 0.0093 of float64,
  * so 0.02 bounds their difference with margin. */
 #define BATCH_TOL 0.02
 
