@@ -16,6 +16,7 @@
 #include "model/sampler.h"
 #include "nn/nn_host.h"
 #include "nn/nn_model.h"
+#include "nn/nn_snap.h"
 #include "runtime/hostcall.h"
 
 #define MAX_SESSIONS 16
@@ -63,7 +64,85 @@ static void state_free(void *p)
     free(st);
 }
 
-static const shoal_ext_ops_t k_llm_ops = {"llm", state_free, NULL, NULL};
+/* Snapshot section "llm": each open session under its handle: model name, context size, the
+ * KV rows in use and the sampler's state (the guest's logits live in its own memory). */
+#define LLM_STATE_MAGIC 0x314d4c4cu /* "LLM1" */
+
+static const shoal_ext_ops_t k_llm_ops;
+
+static shoal_status_t state_save(void *p, uint8_t **buf, size_t *len)
+{
+    llm_state *st = p;
+    nn_writer w;
+    nn_w_init(&w, buf, len);
+    nn_w_u32(&w, LLM_STATE_MAGIC);
+    uint32_t n = 0;
+    for (int i = 0; i < MAX_SESSIONS; i++) n += st->s[i] != NULL;
+    nn_w_u32(&w, n);
+    for (uint32_t i = 0; i < MAX_SESSIONS; i++) {
+        llm_session *s = st->s[i];
+        if (!s) continue;
+        nn_w_u32(&w, i);
+        nn_w_str(&w, s->m->name, strlen(s->m->name));
+        nn_w_u32(&w, (uint32_t)shoal_llama_n_ctx(s->llama));
+        nn_snap_kv_save(&w, s->llama);
+        nn_snap_sampler_save(&w, s->sampler);
+    }
+    return w.ok ? SHOAL_OK : shoal_fail(SHOAL_E_NOMEM, "llm snapshot: out of memory");
+}
+
+static shoal_status_t state_load(shoal_instance_t *inst, const uint8_t *buf, size_t len)
+{
+    nn_reader r;
+    nn_r_init(&r, buf, len);
+    if (nn_r_u32(&r) != LLM_STATE_MAGIC) return shoal_fail(SHOAL_E_FORMAT, "llm snapshot: bad section magic");
+    llm_state *st = calloc(1, sizeof *st);
+    if (!st) return shoal_fail(SHOAL_E_NOMEM, "llm snapshot: out of memory");
+    shoal_status_t rc = SHOAL_OK;
+    uint32_t n = nn_r_u32(&r);
+    for (uint32_t k = 0; rc == SHOAL_OK && k < n; k++) {
+        uint32_t h = nn_r_u32(&r), nl = nn_r_u32(&r);
+        const uint8_t *name = nn_r_take(&r, nl);
+        uint32_t n_ctx = nn_r_u32(&r);
+        if (!r.ok || h >= MAX_SESSIONS || st->s[h] || n_ctx < 1 || n_ctx > (1u << 20)) {
+            rc = shoal_fail(SHOAL_E_FORMAT, "llm snapshot: bad session record");
+            break;
+        }
+        const shoal_nn_model_t *m = shoal_nn_model_find(inst->rt, (const char *)name, nl);
+        if (!m) {
+            rc = shoal_fail(SHOAL_E_NOT_FOUND, "llm snapshot: model \"%.*s\" is not preloaded in this runtime",
+                            (int)(nl > 64 ? 64 : nl), (const char *)name);
+            break;
+        }
+        llm_session *s = calloc(1, sizeof *s);
+        if (!s) {
+            rc = shoal_fail(SHOAL_E_NOMEM, "llm snapshot: out of memory");
+            break;
+        }
+        st->s[h] = s;
+        s->m = m;
+        shoal_llama_ctx_params_t p;
+        shoal_llama_ctx_params_init(&p);
+        p.n_ctx = (int)n_ctx;
+        shoal_sampler_params_t sp;
+        shoal_sampler_params_init(&sp);
+        rc = shoal_llama_ctx_new(m->llama, &p, shoal_nn_pool(inst->rt), &s->llama);
+        if (!rc) rc = shoal_sampler_new(&sp, m->llama->hp.vocab, &s->sampler);
+        if (!rc) rc = nn_snap_kv_load(&r, s->llama);
+        if (!rc) rc = nn_snap_sampler_load(&r, s->sampler);
+    }
+    if (rc == SHOAL_OK && (!r.ok || r.p != r.end)) rc = shoal_fail(SHOAL_E_FORMAT, "llm snapshot: section length mismatch");
+    if (rc != SHOAL_OK) {
+        state_free(st);
+        return rc;
+    }
+    if (inst->ext[SHOAL_EXT_LLM] && inst->ext_ops[SHOAL_EXT_LLM]) inst->ext_ops[SHOAL_EXT_LLM]->free(inst->ext[SHOAL_EXT_LLM]);
+    inst->ext[SHOAL_EXT_LLM] = st;
+    inst->ext_ops[SHOAL_EXT_LLM] = &k_llm_ops;
+    return SHOAL_OK;
+}
+
+static const shoal_ext_ops_t k_llm_ops = {"llm", state_free, state_save, state_load};
 
 typedef struct call {
     shoal_instance_t *inst;

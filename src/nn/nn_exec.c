@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "model/sampler.h"
 #include "nn/nn_exec.h"
+#include "nn/nn_snap.h"
 #include "nn/wasi_nn_abi.h"
 
 /* Positions kept free beyond the prompt, as WasmEdge does (room for special tokens). */
@@ -101,6 +102,7 @@ void nn_exec_delete(nn_exec_t *e)
 }
 
 nn_config_t *nn_exec_config(nn_exec_t *e) { return &e->cfg; }
+const shoal_nn_model_t *nn_exec_model(const nn_exec_t *e) { return e->m; }
 
 static void end_stream(nn_exec_t *e)
 {
@@ -139,42 +141,40 @@ int nn_exec_set_prompt(nn_exec_t *e, const char *text, size_t len)
     return fail(e, NN_ERR_INVALID_ARGUMENT, SHOAL_E_INVALID, "cannot tokenize the prompt: %s", shoal_last_error());
 }
 
-/* (Re)builds the llama context and sampler for the current options; resets the sequence. */
-static int prepare(nn_exec_t *e)
+/* Makes e->llama a context of n_ctx positions, batch `batch`, on `threads` threads of its own
+ * (0: the runtime's pool), reusing the current one if it matches. */
+static int build_llama(nn_exec_t *e, int n_ctx, int batch, int threads)
 {
-    int n_ctx = e->cfg.ctx_size > 0 ? e->cfg.ctx_size : shoal_nn_default_ctx(e->m);
+    if (e->llama && e->llama_ctx == n_ctx && e->llama_batch == batch && e->llama_threads == threads)
+        return NN_ERR_SUCCESS;
+    shoal_llama_ctx_delete(e->llama);
+    e->llama = NULL;
+    shoal_threadpool_delete(e->own_pool);
+    e->own_pool = NULL;
     shoal_threadpool_t *pool = shoal_nn_pool(e->rt);
-    int threads = e->cfg.threads;
-    if (threads > 0 && pool && threads == shoal_threadpool_size(pool)) threads = 0;
-    if (e->llama && (e->llama_ctx != n_ctx || e->llama_batch != e->cfg.batch_size || e->llama_threads != threads)) {
-        shoal_llama_ctx_delete(e->llama);
-        e->llama = NULL;
+    if (threads > 0) {
+        if (shoal_threadpool_new(threads, &e->own_pool) != SHOAL_OK)
+            return fail(e, NN_ERR_RUNTIME_ERROR, SHOAL_E_NOMEM, "cannot start %d threads", threads);
+        pool = e->own_pool;
     }
-    if (!e->llama) {
-        shoal_threadpool_delete(e->own_pool);
-        e->own_pool = NULL;
-        if (threads > 0) {
-            if (shoal_threadpool_new(threads, &e->own_pool) != SHOAL_OK)
-                return fail(e, NN_ERR_RUNTIME_ERROR, SHOAL_E_NOMEM, "cannot start %d threads", threads);
-            pool = e->own_pool;
-        }
-        shoal_llama_ctx_params_t p;
-        shoal_llama_ctx_params_init(&p);
-        p.n_ctx = n_ctx;
-        p.n_batch = e->cfg.batch_size;
-        if (shoal_llama_ctx_new(e->m->llama, &p, pool, &e->llama) != SHOAL_OK)
-            return fail(e, NN_ERR_RUNTIME_ERROR, SHOAL_E_NOMEM, "cannot create a context of %d positions: %s", n_ctx,
-                        shoal_last_error());
-        e->llama_ctx = n_ctx;
-        e->llama_batch = e->cfg.batch_size;
-        e->llama_threads = threads;
-        log_line(e, "context: %d positions, batch %d, %d threads", n_ctx, e->cfg.batch_size,
-                 pool ? shoal_threadpool_size(pool) : 1);
-        if (e->cfg.n_gpu_layers != 0)
-            log_line(e, "n-gpu-layers %lld ignored: this runtime runs the model on the CPU",
-                     (long long)e->cfg.n_gpu_layers);
-    }
-    shoal_llama_reset(e->llama);
+    shoal_llama_ctx_params_t p;
+    shoal_llama_ctx_params_init(&p);
+    p.n_ctx = n_ctx;
+    p.n_batch = batch;
+    if (shoal_llama_ctx_new(e->m->llama, &p, pool, &e->llama) != SHOAL_OK)
+        return fail(e, NN_ERR_RUNTIME_ERROR, SHOAL_E_NOMEM, "cannot create a context of %d positions: %s", n_ctx,
+                    shoal_last_error());
+    e->llama_ctx = n_ctx;
+    e->llama_batch = batch;
+    e->llama_threads = threads;
+    log_line(e, "context: %d positions, batch %d, %d threads", n_ctx, batch, pool ? shoal_threadpool_size(pool) : 1);
+    if (e->cfg.n_gpu_layers != 0)
+        log_line(e, "n-gpu-layers %lld ignored: this runtime runs the model on the CPU", (long long)e->cfg.n_gpu_layers);
+    return NN_ERR_SUCCESS;
+}
+
+static int new_sampler(nn_exec_t *e)
+{
     shoal_sampler_params_t sp;
     shoal_sampler_params_init(&sp);
     sp.temperature = e->cfg.temp;
@@ -185,6 +185,20 @@ static int prepare(nn_exec_t *e)
     e->sampler = NULL;
     if (shoal_sampler_new(&sp, e->m->llama->hp.vocab, &e->sampler) != SHOAL_OK)
         return fail(e, NN_ERR_INVALID_ARGUMENT, SHOAL_E_INVALID, "sampler: %s", shoal_last_error());
+    return NN_ERR_SUCCESS;
+}
+
+/* (Re)builds the llama context and sampler for the current options; resets the sequence. */
+static int prepare(nn_exec_t *e)
+{
+    int n_ctx = e->cfg.ctx_size > 0 ? e->cfg.ctx_size : shoal_nn_default_ctx(e->m);
+    shoal_threadpool_t *pool = shoal_nn_pool(e->rt);
+    int threads = e->cfg.threads;
+    if (threads > 0 && pool && threads == shoal_threadpool_size(pool)) threads = 0;
+    int r = build_llama(e, n_ctx, e->cfg.batch_size, threads);
+    if (r) return r;
+    shoal_llama_reset(e->llama);
+    if ((r = new_sampler(e))) return r;
     e->n_out = e->out_bytes = 0;
     e->tail_len = 0;
     e->pending = -1;
@@ -358,4 +372,113 @@ size_t nn_exec_metadata(nn_exec_t *e, char *buf, size_t cap)
                      e->llama ? e->llama_ctx : (e->cfg.ctx_size > 0 ? e->cfg.ctx_size : shoal_nn_default_ctx(e->m)),
                      e->prompt_ms, e->gen_ms);
     return n < 0 ? 0 : (size_t)n;
+}
+
+/* ---- snapshots ---- */
+
+#define EXEC_MAGIC 0x31584e4eu /* "NNX1" */
+
+static void save_ids(nn_writer *w, const int32_t *ids, size_t n)
+{
+    nn_w_u64(w, n);
+    nn_w_bytes(w, ids, n * sizeof *ids);
+}
+
+/* Reads n ids into a fresh array, each checked against the vocabulary. */
+static shoal_status_t load_ids(nn_reader *r, int32_t vocab, int32_t **ids, size_t *n, size_t *cap)
+{
+    uint64_t count = nn_r_u64(r);
+    const uint8_t *p = nn_r_take(r, count * 4);
+    if (!r->ok || count > (1u << 24)) return shoal_fail(SHOAL_E_FORMAT, "nn snapshot: token list is truncated");
+    int32_t *a = malloc((count ? count : 1) * sizeof *a);
+    if (!a) return shoal_fail(SHOAL_E_NOMEM, "nn snapshot: out of memory");
+    memcpy(a, p, count * 4);
+    for (uint64_t i = 0; i < count; i++)
+        if (a[i] < 0 || a[i] >= vocab) {
+            free(a);
+            return shoal_fail(SHOAL_E_FORMAT, "nn snapshot: token id %d outside the vocabulary", a[i]);
+        }
+    free(*ids);
+    *ids = a;
+    *n = count;
+    *cap = count ? count : 1;
+    return SHOAL_OK;
+}
+
+void nn_exec_save(nn_exec_t *e, nn_writer *w)
+{
+    nn_w_u32(w, EXEC_MAGIC);
+    nn_snap_config_save(w, &e->cfg);
+    save_ids(w, e->prompt, e->n_prompt);
+    save_ids(w, e->out, e->n_out);
+    nn_w_u64(w, e->out_bytes);
+    nn_w_u32(w, (uint32_t)e->have_output | (uint32_t)e->streaming << 1 | (uint32_t)e->last_valid << 2 |
+                    (uint32_t)(e->llama != NULL) << 3);
+    nn_w_u32(w, (uint32_t)e->pending);
+    nn_w_str(w, e->tail, e->tail_len);
+    nn_w_f64(w, e->prompt_ms);
+    nn_w_f64(w, e->gen_ms);
+    if (e->llama) {
+        nn_w_u32(w, (uint32_t)e->llama_ctx);
+        nn_w_u32(w, (uint32_t)e->llama_batch);
+        nn_w_u32(w, (uint32_t)e->llama_threads);
+        nn_snap_kv_save(w, e->llama);
+    }
+    nn_snap_sampler_save(w, e->sampler);
+}
+
+shoal_status_t nn_exec_load(shoal_runtime_t *rt, const shoal_nn_model_t *m, nn_reader *r, nn_exec_t **out)
+{
+    nn_config_t cfg;
+    if (nn_r_u32(r) != EXEC_MAGIC) return shoal_fail(SHOAL_E_FORMAT, "nn snapshot: not a wasi-nn context record");
+    shoal_status_t st = nn_snap_config_load(r, &cfg);
+    if (st) return st;
+    nn_exec_t *e = NULL;
+    if (nn_exec_new(rt, m, &cfg, &e)) return SHOAL_E_NOMEM;
+    int32_t vocab = m->llama->hp.vocab;
+    st = load_ids(r, vocab, &e->prompt, &e->n_prompt, &e->cap_prompt);
+    if (!st) st = load_ids(r, vocab, &e->out, &e->n_out, &e->cap_out);
+    nn_r_u64(r); /* out_bytes: recomputed below, never trusted (get_output sizes guest writes by it) */
+    uint32_t flags = nn_r_u32(r);
+    e->pending = (int32_t)nn_r_u32(r);
+    uint32_t tl = nn_r_u32(r);
+    const uint8_t *tail = nn_r_take(r, tl);
+    e->prompt_ms = nn_r_f64(r);
+    e->gen_ms = nn_r_f64(r);
+    if (!st && (!r->ok || tl > TAIL_MAX || e->pending < -1 || e->pending >= vocab))
+        st = shoal_fail(SHOAL_E_FORMAT, "nn snapshot: bad wasi-nn context record");
+    if (!st) {
+        e->out_bytes = 0;
+        for (size_t i = 0; i < e->n_out; i++) {
+            size_t k = 0;
+            shoal_tokenizer_token_to_piece(m->tok, e->out[i], true, NULL, 0, &k);
+            e->out_bytes += k;
+        }
+        shoal_clear_error();
+        memcpy(e->tail, tail, tl);
+        e->tail_len = tl;
+        e->have_output = flags & 1;
+        e->streaming = (flags >> 1) & 1;
+        e->last_valid = (flags >> 2) & 1;
+        if (flags & 8) {
+            int n_ctx = (int)nn_r_u32(r), batch = (int)nn_r_u32(r), threads = (int)nn_r_u32(r);
+            if (!r->ok || n_ctx < 1 || n_ctx > (1 << 20) || batch < 1 || batch > (1 << 16) || threads < 0 ||
+                threads > 1024)
+                st = shoal_fail(SHOAL_E_FORMAT, "nn snapshot: bad context parameters");
+            else if (build_llama(e, n_ctx, batch, threads))
+                st = SHOAL_E_NOMEM;
+            else
+                st = nn_snap_kv_load(r, e->llama);
+        }
+    }
+    if (!st && new_sampler(e)) st = SHOAL_E_INVALID;
+    if (!st) st = nn_snap_sampler_load(r, e->sampler);
+    if (!st && e->streaming && (!e->llama || e->pending < 0))
+        st = shoal_fail(SHOAL_E_FORMAT, "nn snapshot: a stream in progress without its cache");
+    if (st) {
+        nn_exec_delete(e);
+        return st;
+    }
+    *out = e;
+    return SHOAL_OK;
 }

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "nn/nn_blob.h"
 #include "nn/nn_config.h"
 #include "nn/nn_model.h"
 
@@ -23,6 +24,7 @@ int nn_exec_new(shoal_runtime_t *rt, const shoal_nn_model_t *m, const nn_config_
 void nn_exec_delete(nn_exec_t *e);
 /* The context's options (set_input index 1 updates them; they apply from the next compute). */
 nn_config_t *nn_exec_config(nn_exec_t *e);
+const shoal_nn_model_t *nn_exec_model(const nn_exec_t *e);
 
 /* Input 0: tokenises text[0..len) as is (special tokens written in it are parsed: guests send
  * already-templated prompts), BOS added if the model wants one. Ends a stream in progress. */
@@ -49,5 +51,11 @@ void nn_exec_last_piece_write(nn_exec_t *e, uint8_t *dst);
 /* Output 1: JSON metadata ({"input_tokens":..,"output_tokens":..,...}) into buf[0..cap);
  * returns its length (may exceed cap: then nothing useful was written). */
 size_t nn_exec_metadata(nn_exec_t *e, char *buf, size_t cap);
+
+/* Snapshot record of the whole context: options, prompt and output ids, stream position, the
+ * KV cache rows in use and the sampler's state. A restored context continues exactly where the
+ * saved one was (the next compute_single gives the same token). */
+void nn_exec_save(nn_exec_t *e, nn_writer *w);
+shoal_status_t nn_exec_load(shoal_runtime_t *rt, const shoal_nn_model_t *m, nn_reader *r, nn_exec_t **out);
 
 #endif

@@ -13,7 +13,9 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "nn/nn_blob.h"
 #include "nn/nn_exec.h"
+#include "nn/nn_snap.h"
 #include "nn/nn_model.h"
 #include "nn/wasi_nn_abi.h"
 #include "runtime/hostcall.h"
@@ -33,6 +35,8 @@ typedef struct nn_state {
     nn_exec_t *ctxs[MAX_CTXS];
 } nn_state;
 
+static const shoal_ext_ops_t k_nn_ops;
+
 static void state_free(void *p)
 {
     nn_state *s = p;
@@ -40,8 +44,89 @@ static void state_free(void *p)
     free(s);
 }
 
-/* Snapshots of wasi-nn contexts are not written yet: save/load stay NULL. */
-static const shoal_ext_ops_t k_nn_ops = {"nn", state_free, NULL, NULL};
+/* Snapshot section "nn": every live graph (model name, options) and context (model name,
+ * nn_exec record), each under its handle so a restored guest's handles still mean the same.
+ * Models are found by name in the restoring runtime: it must preload the same ones. */
+#define NN_STATE_MAGIC 0x31534e4eu /* "NNS1" */
+
+static shoal_status_t state_save(void *p, uint8_t **buf, size_t *len)
+{
+    nn_state *s = p;
+    nn_writer w;
+    nn_w_init(&w, buf, len);
+    nn_w_u32(&w, NN_STATE_MAGIC);
+    uint32_t ng = 0, nc = 0;
+    for (int i = 0; i < MAX_GRAPHS; i++) ng += s->graphs[i].live;
+    for (int i = 0; i < MAX_CTXS; i++) nc += s->ctxs[i] != NULL;
+    nn_w_u32(&w, ng);
+    for (uint32_t i = 0; i < MAX_GRAPHS; i++) {
+        if (!s->graphs[i].live) continue;
+        nn_w_u32(&w, i);
+        nn_w_str(&w, s->graphs[i].model->name, strlen(s->graphs[i].model->name));
+        nn_snap_config_save(&w, &s->graphs[i].cfg);
+    }
+    nn_w_u32(&w, nc);
+    for (uint32_t i = 0; i < MAX_CTXS; i++) {
+        if (!s->ctxs[i]) continue;
+        nn_w_u32(&w, i);
+        const char *name = nn_exec_model(s->ctxs[i])->name;
+        nn_w_str(&w, name, strlen(name));
+        nn_exec_save(s->ctxs[i], &w);
+    }
+    return w.ok ? SHOAL_OK : shoal_fail(SHOAL_E_NOMEM, "nn snapshot: out of memory");
+}
+
+static const shoal_nn_model_t *load_model_ref(shoal_instance_t *inst, nn_reader *r)
+{
+    uint32_t n = nn_r_u32(r);
+    const uint8_t *name = nn_r_take(r, n);
+    if (!r->ok) {
+        shoal_fail(SHOAL_E_FORMAT, "nn snapshot: truncated model name");
+        return NULL;
+    }
+    const shoal_nn_model_t *m = shoal_nn_model_find(inst->rt, (const char *)name, n);
+    if (!m)
+        shoal_fail(SHOAL_E_NOT_FOUND, "nn snapshot: model \"%.*s\" is not preloaded in this runtime", (int)(n > 64 ? 64 : n),
+                   (const char *)name);
+    return m;
+}
+
+static shoal_status_t state_load(shoal_instance_t *inst, const uint8_t *buf, size_t len)
+{
+    nn_reader r;
+    nn_r_init(&r, buf, len);
+    if (nn_r_u32(&r) != NN_STATE_MAGIC) return shoal_fail(SHOAL_E_FORMAT, "nn snapshot: bad section magic");
+    nn_state *s = calloc(1, sizeof *s);
+    if (!s) return shoal_fail(SHOAL_E_NOMEM, "nn snapshot: out of memory");
+    shoal_status_t st = SHOAL_OK;
+    uint32_t ng = nn_r_u32(&r);
+    for (uint32_t k = 0; st == SHOAL_OK && k < ng; k++) {
+        uint32_t h = nn_r_u32(&r);
+        const shoal_nn_model_t *m = load_model_ref(inst, &r);
+        if (!m) st = r.ok ? SHOAL_E_NOT_FOUND : SHOAL_E_FORMAT;
+        else if (h >= MAX_GRAPHS || s->graphs[h].live) st = shoal_fail(SHOAL_E_FORMAT, "nn snapshot: bad graph handle %u", h);
+        else if (!(st = nn_snap_config_load(&r, &s->graphs[h].cfg))) s->graphs[h].live = true, s->graphs[h].model = m;
+    }
+    uint32_t nc = st ? 0 : nn_r_u32(&r);
+    for (uint32_t k = 0; st == SHOAL_OK && k < nc; k++) {
+        uint32_t h = nn_r_u32(&r);
+        const shoal_nn_model_t *m = load_model_ref(inst, &r);
+        if (!m) st = r.ok ? SHOAL_E_NOT_FOUND : SHOAL_E_FORMAT;
+        else if (h >= MAX_CTXS || s->ctxs[h]) st = shoal_fail(SHOAL_E_FORMAT, "nn snapshot: bad context handle %u", h);
+        else st = nn_exec_load(inst->rt, m, &r, &s->ctxs[h]);
+    }
+    if (st == SHOAL_OK && (!r.ok || r.p != r.end)) st = shoal_fail(SHOAL_E_FORMAT, "nn snapshot: section length mismatch");
+    if (st != SHOAL_OK) {
+        state_free(s);
+        return st;
+    }
+    if (inst->ext[SHOAL_EXT_NN] && inst->ext_ops[SHOAL_EXT_NN]) inst->ext_ops[SHOAL_EXT_NN]->free(inst->ext[SHOAL_EXT_NN]);
+    inst->ext[SHOAL_EXT_NN] = s;
+    inst->ext_ops[SHOAL_EXT_NN] = &k_nn_ops;
+    return SHOAL_OK;
+}
+
+static const shoal_ext_ops_t k_nn_ops = {"nn", state_free, state_save, state_load};
 
 /* One call's view of the caller: its instance, memory and wasi-nn state. */
 typedef struct call {
