@@ -173,6 +173,9 @@ shoal_status_t shoal_kv_deserialize(shoal_llama_ctx_t *c, const uint8_t model_sh
     else if (!sha || strcmp(sha, want))
         s = shoal_fail(SHOAL_E_FORMAT, "kv: the cache was made by another model (model_sha256 %s, this model is %s)",
                        sha ? sha : "missing", want);
+    const char *arch = shoal_safetensors_meta(st, "architecture");
+    if (s == SHOAL_OK && (!arch || strcmp(arch, "llama")))
+        s = shoal_fail(SHOAL_E_FORMAT, "kv: the cache is for architecture %s, this model is llama", arch ? arch : "(missing)");
     if (s == SHOAL_OK) s = meta_int(st, "n_layer", 1, 1 << 20, &n_layer);
     if (s == SHOAL_OK) s = meta_int(st, "kv_dim", 1, 1 << 24, &kv_dim);
     if (s == SHOAL_OK && (s = meta_int(st, "n_past", 0, shoal_llama_n_ctx(c), &n_past)) != SHOAL_OK)
