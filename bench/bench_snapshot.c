@@ -1,0 +1,143 @@
+/* bench_snapshot.c — KV cache snapshot cost against re-prefill, on the CPU, with SmolLM2.
+ *
+ * For each context length L: prefill L tokens into a fresh context (the cost a restore
+ * avoids), save the cache as safetensors (time, size), load it into another fresh context
+ * (time), check that the next token's logits match the prefilled context bit for bit, and
+ * print restore speed-up = prefill time / restore time. The saved file sits in the page cache
+ * (just written), as it does when an actor is moved or forked on one machine.
+ *
+ * usage: bench_snapshot [--model GGUF] [--threads N] [--ctx 24,512,4096] [--reps N] [--dir DIR] */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "snapshot/kvcache.h"
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_d);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+#define CHECK(x)                                                                                                       \
+    do {                                                                                                               \
+        if ((x) != SHOAL_OK) {                                                                                         \
+            fprintf(stderr, "bench_snapshot: %s: %s\n", #x, shoal_last_error());                                     \
+            exit(1);                                                                                                   \
+        }                                                                                                              \
+    } while (0)
+
+int main(int argc, char **argv)
+{
+    const char *deps = getenv("SHOAL_DEPS");
+    char model[4096];
+    snprintf(model, sizeof model, "%s/models/SmolLM2-135M-Instruct.Q4_1.gguf", deps ? deps : ".deps");
+    int threads = 2, reps = 5, lens[8] = {24, 512, 4096}, nlens = 3;
+    const char *dir = "/tmp";
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--model") && i + 1 < argc) snprintf(model, sizeof model, "%s", argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--dir") && i + 1 < argc) dir = argv[++i];
+        else if (!strcmp(argv[i], "--ctx") && i + 1 < argc) {
+            nlens = 0;
+            for (char *s = strtok(argv[++i], ","); s && nlens < 8; s = strtok(NULL, ",")) lens[nlens++] = atoi(s);
+        } else {
+            fprintf(stderr, "usage: bench_snapshot [--model GGUF] [--threads N] [--ctx 24,512,4096] [--reps N] [--dir DIR]\n");
+            return 2;
+        }
+    }
+    if (reps < 1 || reps > 64) reps = 5;
+    shoal_gguf_t *g;
+    shoal_llama_model_t *m;
+    shoal_threadpool_t *pool;
+    CHECK(shoal_gguf_open(model, &g));
+    CHECK(shoal_llama_model_new(g, &m));
+    CHECK(shoal_threadpool_new(threads, &pool));
+    double t0 = now_ms();
+    uint8_t sha[32];
+    shoal_model_sha256(g, sha);
+    double sha_ms = now_ms() - t0;
+    const int vocab = m->hp.vocab;
+    int max_len = 0;
+    for (int i = 0; i < nlens; i++) max_len = lens[i] > max_len ? lens[i] : max_len;
+    shoal_llama_ctx_params_t p;
+    shoal_llama_ctx_params_init(&p);
+    p.n_ctx = max_len + 64;
+    printf("bench_snapshot: model %s (%d layers, kv_dim %d), threads %d, n_ctx %d, reps %d\n", model, m->hp.n_layer,
+           m->hp.kv_dim, threads, p.n_ctx, reps);
+    printf("model identity: SHA-256 of the GGUF (%.0f MB) in %.1f ms, once per model\n",
+           (double)shoal_gguf_file_size(g) / 1e6, sha_ms);
+    int32_t *toks = malloc(sizeof(int32_t) * (size_t)(max_len + 1));
+    uint64_t x = 0x2545F4914F6CDD1Dull;
+    for (int i = 0; i <= max_len; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        toks[i] = (int32_t)(100 + x % (uint64_t)(vocab - 100));
+    }
+    float *la = malloc(sizeof(float) * (size_t)vocab), *lb = malloc(sizeof(float) * (size_t)vocab);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/bench_snapshot_kv.safetensors", dir);
+    shoal_llama_ctx_t *a, *b;
+    CHECK(shoal_llama_ctx_new(m, &p, pool, &a));
+    CHECK(shoal_llama_ctx_new(m, &p, pool, &b));
+    printf("%-7s %12s %10s %10s %12s %11s %9s  %s\n", "context", "prefill ms", "save ms", "size MB", "restore ms",
+           "restore/pf", "save/pf", "next-token logits after restore");
+    for (int li = 0; li < nlens; li++) {
+        int L = lens[li];
+        /* Prefill reps scale down with length: 4096 tokens take seconds each. */
+        int pf_reps = L >= 2048 ? 1 : L >= 256 ? 3 : reps;
+        double pf[64], sv[64], rs[64];
+        for (int r = 0; r < pf_reps; r++) {
+            shoal_llama_reset(a);
+            double t = now_ms();
+            CHECK(shoal_llama_eval(a, toks, L, 0, la, SHOAL_LLAMA_LOGITS_LAST));
+            pf[r] = now_ms() - t;
+        }
+        for (int r = 0; r < reps; r++) {
+            double t = now_ms();
+            CHECK(shoal_kv_save_safetensors(a, sha, path));
+            sv[r] = now_ms() - t;
+        }
+        struct stat sb;
+        stat(path, &sb);
+        for (int r = 0; r < reps; r++) {
+            shoal_llama_reset(b);
+            double t = now_ms();
+            CHECK(shoal_kv_load_safetensors(b, sha, path));
+            rs[r] = now_ms() - t;
+        }
+        CHECK(shoal_llama_eval(a, &toks[L], 1, L, la, SHOAL_LLAMA_LOGITS_LAST));
+        CHECK(shoal_llama_eval(b, &toks[L], 1, L, lb, SHOAL_LLAMA_LOGITS_LAST));
+        bool same = memcmp(la, lb, sizeof(float) * (size_t)vocab) == 0;
+        double mpf = median(pf, pf_reps), msv = median(sv, reps), mrs = median(rs, reps);
+        printf("%-7d %12.2f %10.3f %10.3f %12.3f %10.0fx %8.0fx  %s\n", L, mpf, msv, (double)sb.st_size / 1e6, mrs,
+               mpf / mrs, mpf / msv, same ? "bit-identical" : "DIFFERENT");
+        fflush(stdout);
+        if (!same) return 1;
+    }
+    unlink(path);
+    free(toks), free(la), free(lb);
+    shoal_llama_ctx_delete(a);
+    shoal_llama_ctx_delete(b);
+    shoal_threadpool_delete(pool);
+    shoal_llama_model_delete(m);
+    shoal_gguf_close(g);
+    return 0;
+}
