@@ -27,7 +27,8 @@ static void count_task(void *vctx, int task, int thread)
     /* a little work, so workers get to claim tasks before the caller has taken them all */
     volatile unsigned spin = 0;
     for (int i = 0; i < 2000; i++)
-        spin += (unsigned)i;
+        spin = spin + (unsigned)i;
+    (void)spin;
     atomic_fetch_add(&c->hits[task], 1);
     if (thread < 0 || thread >= c->n_threads)
         atomic_fetch_add(&c->bad_thread, 1);

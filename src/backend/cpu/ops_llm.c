@@ -40,14 +40,6 @@ AVX2 static inline float hsum8(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-AVX2 static inline float hmax8(__m256 v)
-{
-    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_max_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 /* e^x: x = n ln2 + r, |r| <= ln2/2, e^r by Taylor to r^6, 2^n through the exponent bits.
  * x is clamped to [-87, 88] so 2^n stays a normal float. */
 AVX2 static inline __m256 exp8(__m256 x)
