@@ -395,8 +395,9 @@ static shoal_status_t load_ids(nn_reader *r, int32_t vocab, int32_t **ids, size_
     memcpy(a, p, count * 4);
     for (uint64_t i = 0; i < count; i++)
         if (a[i] < 0 || a[i] >= vocab) {
+            int32_t bad = a[i];
             free(a);
-            return shoal_fail(SHOAL_E_FORMAT, "nn snapshot: token id %d outside the vocabulary", a[i]);
+            return shoal_fail(SHOAL_E_FORMAT, "nn snapshot: token id %d outside the vocabulary", bad);
         }
     free(*ids);
     *ids = a;
