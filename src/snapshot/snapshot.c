@@ -281,6 +281,8 @@ shoal_status_t shoal_instance_snapshot_save(shoal_instance_t *inst, const shoal_
                             ops && ops->name ? ops->name : "unnamed layer");
             break;
         }
+        /* A layer whose state this process saves can restore it here too (fork, :load). */
+        if (ops->load && !ext_lookup(i)) shoal_snapshot_register_ext(i, ops);
         ex[nex] = (esave_t){i, ops->name, NULL, 0};
         st = ops->save(inst->ext[i], &ex[nex].blob, &ex[nex].len);
         if (st != SHOAL_OK) shoal_fail_wrap(st, "snapshot: saving %s state", ops->name);
