@@ -29,6 +29,9 @@ struct nn_exec {
     float *logits;       /* (vocab,) logits of the last evaluated token */
     int32_t *prompt;     /* (n_prompt,) */
     size_t n_prompt, cap_prompt;
+    int32_t *kv_ids;     /* (n_kv,) the tokens whose cache rows [0, n_kv) llama holds */
+    size_t n_kv, cap_kv;
+    size_t n_cached;     /* prompt tokens the last compute found already in the cache */
     int32_t *out;        /* (n_out,) generated tokens, end-of-generation excluded */
     size_t n_out, cap_out, out_bytes;
     bool have_output;    /* a compute or compute_single ran since the last set_input */
@@ -97,6 +100,7 @@ void nn_exec_delete(nn_exec_t *e)
     shoal_sampler_delete(e->sampler);
     free(e->logits);
     free(e->prompt);
+    free(e->kv_ids);
     free(e->out);
     free(e);
 }
@@ -149,6 +153,7 @@ static int build_llama(nn_exec_t *e, int n_ctx, int batch, int threads)
         return NN_ERR_SUCCESS;
     shoal_llama_ctx_delete(e->llama);
     e->llama = NULL;
+    e->n_kv = 0;
     shoal_threadpool_delete(e->own_pool);
     e->own_pool = NULL;
     shoal_threadpool_t *pool = shoal_nn_pool(e->rt);
@@ -197,7 +202,6 @@ static int prepare(nn_exec_t *e)
     if (threads > 0 && pool && threads == shoal_threadpool_size(pool)) threads = 0;
     int r = build_llama(e, n_ctx, e->cfg.batch_size, threads);
     if (r) return r;
-    shoal_llama_reset(e->llama);
     if ((r = new_sampler(e))) return r;
     e->n_out = e->out_bytes = 0;
     e->tail_len = 0;
@@ -205,6 +209,24 @@ static int prepare(nn_exec_t *e)
     e->last_valid = false;
     e->have_output = true;
     e->prompt_ms = e->gen_ms = 0;
+    return NN_ERR_SUCCESS;
+}
+
+/* Records ids[0..n) as the next cache rows. */
+static int kv_append(nn_exec_t *e, const int32_t *ids, size_t n)
+{
+    if (e->n_kv + n > e->cap_kv) {
+        size_t cap = (e->n_kv + n) * 2;
+        int32_t *p = realloc(e->kv_ids, cap * sizeof *p);
+        if (!p) {
+            e->n_kv = 0; /* forget the cache rather than trust a partial record */
+            return fail(e, NN_ERR_RUNTIME_ERROR, SHOAL_E_NOMEM, "out of memory");
+        }
+        e->kv_ids = p;
+        e->cap_kv = cap;
+    }
+    memcpy(e->kv_ids + e->n_kv, ids, n * sizeof *ids);
+    e->n_kv += n;
     return NN_ERR_SUCCESS;
 }
 
@@ -218,11 +240,25 @@ static int eval_prompt(nn_exec_t *e)
         return fail(e, NN_ERR_PROMPT_TOO_LONG, SHOAL_E_LIMIT,
                     "the prompt has %zu tokens; a context of %d positions takes at most %d", e->n_prompt, e->llama_ctx,
                     e->llama_ctx - PROMPT_RESERVE);
+    /* Multi-turn guests resend the whole conversation: rows for a common prefix already in the
+     * cache are kept (they are a pure function of tokens and positions, so the result is the
+     * same as a full re-evaluation); at least the last prompt token is evaluated for logits. */
+    size_t keep = 0;
+    while (keep < e->n_kv && keep + 1 < e->n_prompt && e->kv_ids[keep] == e->prompt[keep]) keep++;
+    e->n_cached = keep;
+    if (shoal_llama_set_n_past(e->llama, (int)keep) != SHOAL_OK)
+        return fail(e, NN_ERR_RUNTIME_ERROR, SHOAL_E_INVALID, "cache rewind failed: %s", shoal_last_error());
+    e->n_kv = keep;
     double t0 = now_ms();
-    shoal_status_t st = shoal_llama_eval(e->llama, e->prompt, (int)e->n_prompt, 0, e->logits, SHOAL_LLAMA_LOGITS_LAST);
+    shoal_status_t st = shoal_llama_eval(e->llama, e->prompt + keep, (int)(e->n_prompt - keep), (int)keep, e->logits,
+                                         SHOAL_LLAMA_LOGITS_LAST);
     e->prompt_ms = now_ms() - t0;
-    if (st != SHOAL_OK) return fail(e, NN_ERR_RUNTIME_ERROR, st, "prompt evaluation failed: %s", shoal_last_error());
-    log_line(e, "prompt evaluated: %zu tokens in %.1f ms", e->n_prompt, e->prompt_ms);
+    if (st != SHOAL_OK) {
+        e->n_kv = 0;
+        return fail(e, NN_ERR_RUNTIME_ERROR, st, "prompt evaluation failed: %s", shoal_last_error());
+    }
+    if (kv_append(e, e->prompt + keep, e->n_prompt - keep)) return NN_ERR_RUNTIME_ERROR;
+    log_line(e, "prompt evaluated: %zu tokens (%zu from the cache) in %.1f ms", e->n_prompt, keep, e->prompt_ms);
     return NN_ERR_SUCCESS;
 }
 
@@ -265,7 +301,11 @@ static int step(nn_exec_t *e, bool stream_stdout, bool *reverse_hit)
                         e->llama_ctx);
         shoal_status_t st = shoal_llama_eval(e->llama, &e->pending, 1, shoal_llama_n_past(e->llama), e->logits,
                                              SHOAL_LLAMA_LOGITS_LAST);
-        if (st != SHOAL_OK) return fail(e, NN_ERR_RUNTIME_ERROR, st, "decode failed: %s", shoal_last_error());
+        if (st != SHOAL_OK) {
+            e->n_kv = 0;
+            return fail(e, NN_ERR_RUNTIME_ERROR, st, "decode failed: %s", shoal_last_error());
+        }
+        if (kv_append(e, &e->pending, 1)) return NN_ERR_RUNTIME_ERROR;
         e->pending = -1;
     }
     int32_t tok;
@@ -366,9 +406,9 @@ void nn_exec_last_piece_write(nn_exec_t *e, uint8_t *dst)
 size_t nn_exec_metadata(nn_exec_t *e, char *buf, size_t cap)
 {
     int n = snprintf(buf, cap,
-                     "{\"input_tokens\":%zu,\"output_tokens\":%zu,\"ctx_size\":%d,\"prompt_ms\":%.3f,"
-                     "\"generation_ms\":%.3f}",
-                     e->n_prompt, e->have_output ? e->n_out : 0,
+                     "{\"input_tokens\":%zu,\"output_tokens\":%zu,\"cached_tokens\":%zu,\"ctx_size\":%d,"
+                     "\"prompt_ms\":%.3f,\"generation_ms\":%.3f}",
+                     e->n_prompt, e->have_output ? e->n_out : 0, e->have_output ? e->n_cached : 0,
                      e->llama ? e->llama_ctx : (e->cfg.ctx_size > 0 ? e->cfg.ctx_size : shoal_nn_default_ctx(e->m)),
                      e->prompt_ms, e->gen_ms);
     return n < 0 ? 0 : (size_t)n;
@@ -412,6 +452,7 @@ void nn_exec_save(nn_exec_t *e, nn_writer *w)
     nn_snap_config_save(w, &e->cfg);
     save_ids(w, e->prompt, e->n_prompt);
     save_ids(w, e->out, e->n_out);
+    save_ids(w, e->kv_ids, e->llama ? e->n_kv : 0);
     nn_w_u64(w, e->out_bytes);
     nn_w_u32(w, (uint32_t)e->have_output | (uint32_t)e->streaming << 1 | (uint32_t)e->last_valid << 2 |
                     (uint32_t)(e->llama != NULL) << 3);
@@ -439,6 +480,9 @@ shoal_status_t nn_exec_load(shoal_runtime_t *rt, const shoal_nn_model_t *m, nn_r
     int32_t vocab = m->llama->hp.vocab;
     st = load_ids(r, vocab, &e->prompt, &e->n_prompt, &e->cap_prompt);
     if (!st) st = load_ids(r, vocab, &e->out, &e->n_out, &e->cap_out);
+    int32_t *kv = NULL; /* attached after the cache is built (building one forgets the ids) */
+    size_t n_kv = 0, cap_kv = 0;
+    if (!st) st = load_ids(r, vocab, &kv, &n_kv, &cap_kv);
     nn_r_u64(r); /* out_bytes: recomputed below, never trusted (get_output sizes guest writes by it) */
     uint32_t flags = nn_r_u32(r);
     e->pending = (int32_t)nn_r_u32(r);
@@ -461,7 +505,8 @@ shoal_status_t nn_exec_load(shoal_runtime_t *rt, const shoal_nn_model_t *m, nn_r
         e->have_output = flags & 1;
         e->streaming = (flags >> 1) & 1;
         e->last_valid = (flags >> 2) & 1;
-        if (flags & 8) {
+        if (!(flags & 8) && n_kv) st = shoal_fail(SHOAL_E_FORMAT, "nn snapshot: cached ids without a cache");
+        if (!st && (flags & 8)) {
             int n_ctx = (int)nn_r_u32(r), batch = (int)nn_r_u32(r), threads = (int)nn_r_u32(r);
             if (!r->ok || n_ctx < 1 || n_ctx > (1 << 20) || batch < 1 || batch > (1 << 16) || threads < 0 ||
                 threads > 1024)
@@ -470,12 +515,21 @@ shoal_status_t nn_exec_load(shoal_runtime_t *rt, const shoal_nn_model_t *m, nn_r
                 st = SHOAL_E_NOMEM;
             else
                 st = nn_snap_kv_load(r, e->llama);
+            if (!st && n_kv != (size_t)shoal_llama_n_past(e->llama))
+                st = shoal_fail(SHOAL_E_FORMAT, "nn snapshot: %zu cached token ids for %d cache rows", n_kv,
+                                shoal_llama_n_past(e->llama));
+            if (!st) {
+                free(e->kv_ids);
+                e->kv_ids = kv, e->n_kv = n_kv, e->cap_kv = cap_kv;
+                kv = NULL;
+            }
         }
     }
     if (!st && new_sampler(e)) st = SHOAL_E_INVALID;
     if (!st) st = nn_snap_sampler_load(r, e->sampler);
     if (!st && e->streaming && (!e->llama || e->pending < 0))
         st = shoal_fail(SHOAL_E_FORMAT, "nn snapshot: a stream in progress without its cache");
+    free(kv);
     if (st) {
         nn_exec_delete(e);
         return st;

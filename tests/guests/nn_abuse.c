@@ -198,6 +198,47 @@ int main(int argc, char **argv)
     EXPECT(nn_compute(c), NN_INVALID_ARGUMENT);                    /* use after finalize */
     (void)g2;
 
+    /* ---- a context that keeps its cache across computes (the multi-turn case: the next prompt
+     * extends the last one) answers exactly as a fresh context does ---- */
+    {
+        static char p2[4096], a1[2048], a2[2048], a3[2048];
+        uint32_t n1 = 0, n2 = 0, n3 = 0;
+        nn_graph_t gx;
+        nn_ctx_t cx = new_ctx("{\"n-predict\":16,\"ctx-size\":512,\"temp\":0}", &gx), cy = 0;
+        static char q1[256];
+        strcpy(q1, chatml("Name a fruit.")); /* chatml's buffer is reused below */
+        EXPECT(nn_set_input_bytes(cx, 0, q1, strlen(q1)), NN_SUCCESS);
+        EXPECT(nn_compute(cx), NN_SUCCESS);
+        EXPECT(nn_get_output(cx, 0, (uint8_t *)a1, sizeof a1 - 1, &n1), NN_SUCCESS);
+        a1[n1] = 0;
+        snprintf(p2, sizeof p2, "%s%s<|im_end|>\n%s", q1, a1, chatml("Name another one."));
+        EXPECT(nn_set_input_bytes(cx, 0, p2, strlen(p2)), NN_SUCCESS);
+        EXPECT(nn_compute(cx), NN_SUCCESS);
+        EXPECT(nn_get_output(cx, 0, (uint8_t *)a2, sizeof a2, &n2), NN_SUCCESS);
+        EXPECT(nn_get_output(cx, 1, buf, sizeof buf - 1, &w), NN_SUCCESS);
+        buf[w] = 0;
+        const char *cached = strstr((char *)buf, "\"cached_tokens\":");
+        EXPECT(cached != NULL && atoi(cached + 16) > 10, 1); /* the first turn came from the cache */
+        EXPECT(nn_init_execution_context(gx, &cy), NN_SUCCESS);
+        EXPECT(nn_set_input_bytes(cy, 0, p2, strlen(p2)), NN_SUCCESS);
+        EXPECT(nn_compute(cy), NN_SUCCESS);
+        EXPECT(nn_get_output(cy, 0, (uint8_t *)a3, sizeof a3, &n3), NN_SUCCESS);
+        EXPECT(n2 > 0 && n2 == n3 && memcmp(a2, a3, n2) == 0, 1);
+        /* a different conversation in the same two contexts: only the shared head may be reused */
+        const char *q3 = chatml("Name a colour.");
+        EXPECT(nn_set_input_bytes(cx, 0, q3, strlen(q3)), NN_SUCCESS);
+        EXPECT(nn_set_input_bytes(cy, 1, "{\"ctx-size\":300}", 16), NN_SUCCESS); /* a new, empty cache */
+        EXPECT(nn_set_input_bytes(cy, 0, q3, strlen(q3)), NN_SUCCESS);
+        EXPECT(nn_compute(cx), NN_SUCCESS);
+        EXPECT(nn_compute(cy), NN_SUCCESS);
+        EXPECT(nn_get_output(cx, 0, (uint8_t *)a2, sizeof a2, &n2), NN_SUCCESS);
+        EXPECT(nn_get_output(cy, 0, (uint8_t *)a3, sizeof a3, &n3), NN_SUCCESS);
+        EXPECT(n2 > 0 && n2 == n3 && memcmp(a2, a3, n2) == 0, 1);
+        nn_finalize_execution_context(cx);
+        nn_finalize_execution_context(cy);
+        nn_unload(gx);
+    }
+
     /* ---- the shoal token API: statuses (bad pointers trap: see llm-trap) ---- */
     int32_t h = -1, id = 0;
     EXPECT(shoal_llm_open("nope", 4, 0, &h), SHOAL_ST_NOT_FOUND);
