@@ -3,7 +3,8 @@
  * runs compute and reads the answer (output 0) and the token counts (output 1).
  *
  *   shoal run --nn-preload default:GGML:AUTO:model.gguf complete.wasm [-n N] [-c CTX] [-t TEMP]
- *             [-s SYSTEM] MODEL "PROMPT"
+ *             [-s SYSTEM] [-o '"KEY": VALUE, ...'] MODEL "PROMPT"
+ * -o adds options to the JSON config (e.g. -o '"enable-log": true, "reverse-prompt": "."').
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,23 +33,25 @@ static double meta_num(const char *json, const char *key)
 int main(int argc, char **argv)
 {
     int n_predict = 128, ctx = 2048;
-    const char *temp = "0", *system = "You are a helpful assistant.";
+    const char *temp = "0", *system = "You are a helpful assistant.", *extra = NULL;
     int i = 1;
     for (; i + 1 < argc && argv[i][0] == '-'; i += 2) {
         if (!strcmp(argv[i], "-n")) n_predict = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "-c")) ctx = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "-t")) temp = argv[i + 1];
         else if (!strcmp(argv[i], "-s")) system = argv[i + 1];
+        else if (!strcmp(argv[i], "-o")) extra = argv[i + 1];
         else break;
     }
     if (argc - i != 2) {
-        fprintf(stderr, "usage: complete.wasm [-n N] [-c CTX] [-t TEMP] [-s SYSTEM] MODEL PROMPT\n");
+        fprintf(stderr, "usage: complete.wasm [-n N] [-c CTX] [-t TEMP] [-s SYSTEM] [-o JSON-MEMBERS] MODEL PROMPT\n");
         return 2;
     }
     const char *model = argv[i], *question = argv[i + 1];
 
-    char config[160];
-    snprintf(config, sizeof config, "{\"n-predict\": %d, \"ctx-size\": %d, \"temp\": %s}", n_predict, ctx, temp);
+    char config[1024];
+    snprintf(config, sizeof config, "{\"n-predict\": %d, \"ctx-size\": %d, \"temp\": %s%s%s}", n_predict, ctx, temp,
+             extra ? ", " : "", extra ? extra : "");
     nn_graph_t g;
     int32_t e = nn_load_by_name_with_config(model, strlen(model), config, strlen(config), &g);
     if (e) die("load_by_name_with_config", e);

@@ -20,6 +20,7 @@ grep -q "Paris" <<<"$one" && pass "greedy answer names Paris" || fail "no Paris 
 grep -Eq '^\[[0-9]+ prompt tokens, [1-9][0-9]* generated, [0-9.]+ tokens/s\]$' <<<"$one" \
   && pass "complete prints token counts and tokens/s" || fail "no tokens/s line"
 
+ans1=$(answer <<<"$one")
 stream=$("${RUN[@]}" "$SHOAL_GUESTS/stream.wasm" -n 32 default "$Q") || fail "stream.wasm exited $?"
 [ "$(answer <<<"$stream")" = "$(answer <<<"$one")" ] && pass "compute_single stream == compute" \
   || fail "stream differs: [$(answer <<<"$stream")] vs [$(answer <<<"$one")]"
@@ -36,6 +37,21 @@ b=$("${RUN[@]}" "$SHOAL_GUESTS/stream.wasm" -n 24 default "$L" | answer)
 c=$("${RUN[@]}" "$SHOAL_GUESTS/tokens.wasm" -n 24 default "$L" | answer)
 [ -n "$a" ] && [ "$a" = "$b" ] && [ "$a" = "$c" ] && pass "24-token poem identical on all three paths" \
   || fail "poem differs: [$a] [$b] [$c]"
+
+# Options: reverse-prompt stops right after the text appears; enable-log reports on stderr and
+# says that n-gpu-layers is ignored on the CPU (never a silent pretend-GPU); stream-stdout prints
+# the pieces from the host as they come.
+rp=$("${RUN[@]}" "$SHOAL_GUESTS/complete.wasm" -n 32 -o '"reverse-prompt": "France"' default "$Q" | answer)
+[[ "$rp" == *France ]] && [ ${#rp} -lt ${#one} ] && pass "reverse-prompt stops the answer at \"France\"" \
+  || fail "reverse-prompt: [$rp]"
+log=$("${RUN[@]}" "$SHOAL_GUESTS/complete.wasm" -n 8 -o '"enable-log": true, "n-gpu-layers": 99' default "$Q" 2>&1 >/dev/null)
+grep -q "n-gpu-layers 99 ignored" <<<"$log" && grep -q "tokens/s" <<<"$log" && pass "enable-log: progress and the ignored n-gpu-layers on stderr" \
+  || fail "enable-log: $log"
+quiet=$("${RUN[@]}" "$SHOAL_GUESTS/complete.wasm" -n 8 -o '"n-gpu-layers": 99' default "$Q" 2>&1 >/dev/null)
+[ -z "$quiet" ] && pass "no log without enable-log" || fail "unexpected stderr: $quiet"
+ss=$("${RUN[@]}" "$SHOAL_GUESTS/complete.wasm" -n 32 -o '"stream-stdout": true' default "$Q")
+[ "$(head -c ${#ans1} <<<"$ss")" = "$ans1" ] && pass "stream-stdout prints the answer from the host too" \
+  || fail "stream-stdout: [$ss]"
 
 chat=$(printf 'What is the capital of France?\nAnd of Germany?\n' | "${RUN[@]}" "$SHOAL_GUESTS/chat.wasm" -n 32) \
   || fail "chat.wasm exited $?"
