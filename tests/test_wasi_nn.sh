@@ -53,6 +53,9 @@ ss=$("${RUN[@]}" "$SHOAL_GUESTS/complete.wasm" -n 32 -o '"stream-stdout": true' 
 [ "$(head -c ${#ans1} <<<"$ss")" = "$ans1" ] && pass "stream-stdout prints the answer from the host too" \
   || fail "stream-stdout: [$ss]"
 
+t1=$("${RUN[@]}" "$SHOAL_GUESTS/complete.wasm" -n 32 -o '"threads": 1' default "$Q" | answer)
+[ "$t1" = "$ans1" ] && pass "\"threads\": 1 (a context's own pool) gives the same greedy answer" || fail "threads 1: [$t1]"
+
 chat=$(printf 'What is the capital of France?\nAnd of Germany?\n' | "${RUN[@]}" "$SHOAL_GUESTS/chat.wasm" -n 32) \
   || fail "chat.wasm exited $?"
 echo "$chat"
