@@ -18,6 +18,7 @@
 #include "nn/nn_model.h"
 #include "nn/nn_snap.h"
 #include "runtime/hostcall.h"
+#include "snapshot/snapshot.h"
 
 #define MAX_SESSIONS 16
 
@@ -474,6 +475,9 @@ shoal_status_t shoal_host_llm_define(shoal_runtime_t *rt)
         {"llm_rewind", "ii>i", h_rewind},
         {"llm_chat_render", "iiiiiii>i", h_chat_render},
     };
+    /* A fresh process restoring a snapshot finds this layer's loader by slot. */
+    shoal_status_t r = shoal_snapshot_register_ext(SHOAL_EXT_LLM, &k_llm_ops);
+    if (r != SHOAL_OK) return r;
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
         shoal_status_t s = shoal_runtime_define(rt, "shoal", fns[i].name, fns[i].sig, fns[i].cb, NULL);
         if (s != SHOAL_OK) return s;

@@ -19,6 +19,7 @@
 #include "nn/nn_model.h"
 #include "nn/wasi_nn_abi.h"
 #include "runtime/hostcall.h"
+#include "snapshot/snapshot.h"
 
 #define MAX_GRAPHS 64
 #define MAX_CTXS 64
@@ -458,6 +459,9 @@ shoal_status_t shoal_host_wasi_nn_define(shoal_runtime_t *rt)
         {"unload", "i>i", h_unload},
         {"finalize_execution_context", "i>i", h_finalize_execution_context},
     };
+    /* A fresh process restoring a snapshot finds this layer's loader by slot. */
+    shoal_status_t r = shoal_snapshot_register_ext(SHOAL_EXT_NN, &k_nn_ops);
+    if (r != SHOAL_OK) return r;
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
         shoal_status_t s = shoal_runtime_define(rt, "wasi_ephemeral_nn", fns[i].name, fns[i].sig, fns[i].cb, NULL);
         if (s != SHOAL_OK) return s;
