@@ -212,6 +212,7 @@ int cmd_actor(int argc, char **argv)
     int code = 0;
     shoal_status_t st = shoal_runtime_new(&c.rt, &s.rt);
     if (st != SHOAL_OK) code = cli_report(st, "cannot start the runtime");
+    if (!code && cli_preload_models(&c, s.rt) != 0) code = CLI_EXIT_ERROR;
     if (!code && (st = shoal_module_load(s.rt, guest, &s.mod)) != SHOAL_OK) code = cli_report(st, "cannot load guest");
     if (!code) {
         st = load ? shoal_instance_snapshot_restore(s.rt, s.mod, s.cfg, load, &s.a[0])
