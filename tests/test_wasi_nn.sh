@@ -62,6 +62,23 @@ echo "$chat"
 grep -q "Paris" <<<"$chat" && grep -q "Berlin" <<<"$chat" && pass "two-turn chat (second turn relies on the first)" \
   || fail "chat answers: $chat"
 
+# An LLM actor: the conversation (guest memory) and its KV cache (wasi-nn section) survive a
+# snapshot; the restored actor answers the follow-up as the original does; a fork answers twice.
+SNAP=$(mktemp -d)
+trap 'rm -rf "$SNAP"' EXIT
+ACT=("$SHOAL_BIN" actor --threads 2 --nn-preload "default:GGML:AUTO:$MODEL" "$SHOAL_GUESTS/chat_actor.wasm")
+orig=$(printf 'What is the capital of France?\n:save %s/chat.snap\nAnd of Germany?\n:fork 2\nAnd of Italy?\n' "$SNAP" \
+  | "${ACT[@]}" 2>&1) || fail "chat_actor exited $?"
+echo "$orig"
+rest=$(printf 'And of Germany?\n' | "${ACT[@]}" --load "$SNAP/chat.snap" 2>&1) || fail "restored chat_actor exited $?"
+g1=$(sed -n 3p <<<"$orig")
+grep -q "Berlin" <<<"$g1" && [ "$rest" = "$g1" ] && pass "restored LLM actor continues the conversation: $rest" \
+  || fail "restored actor said [$rest], original [$g1]"
+[ "$(grep -c '^\[[01]\] .*Rome' <<<"$orig")" = 2 ] && pass "forked LLM actors both answer" || fail "fork: $orig"
+out=$(printf 'x\n' | "$SHOAL_BIN" actor "$SHOAL_GUESTS/chat_actor.wasm" --load "$SNAP/chat.snap" 2>&1); rc=$?
+[ $rc -ne 0 ] && grep -q 'model "default" is not preloaded' <<<"$out" && pass "restore without the model: clear refusal" \
+  || fail "restore without model: rc=$rc $out"
+
 abuse=$("${RUN[@]}" "$SHOAL_GUESTS/nn_abuse.wasm" 2>&1); rc=$?
 echo "$abuse" | tail -n 5
 [ $rc -eq 0 ] && grep -q "0 misses" <<<"$abuse" && pass "every wasi-nn / llm error path gives its exact code" \
