@@ -6,7 +6,13 @@
  * print restore speed-up = prefill time / restore time. The saved file sits in the page cache
  * (just written), as it does when an actor is moved or forked on one machine.
  *
- * usage: bench_snapshot [--model GGUF] [--threads N] [--ctx 24,512,4096] [--reps N] [--dir DIR] */
+ * With --actor GUEST (guests/bench_llm_actor.wasm) it then does the same for a whole actor:
+ * "prefill L" sent to a fresh actor, shoal_instance_snapshot_save (linear memory, globals and
+ * the LLM layer's section with the KV rows), shoal_instance_snapshot_restore into a new instance,
+ * and "next" sent to both, whose replies carry a hash of the logits' bytes.
+ *
+ * usage: bench_snapshot [--model GGUF] [--threads N] [--ctx 24,512,4096] [--reps N] [--dir DIR]
+ *                       [--actor GUEST.wasm] */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,23 +50,88 @@ static double median(double *v, int n)
         }                                                                                                              \
     } while (0)
 
+static void bench_actor(const char *guest, const char *model, int threads, const int *lens, int nlens, int reps,
+                        const char *dir)
+{
+    shoal_runtime_config_t rc;
+    shoal_runtime_config_init(&rc);
+    rc.threads = threads;
+    shoal_runtime_t *rt;
+    shoal_module_t *mod;
+    CHECK(shoal_runtime_new(&rc, &rt));
+    CHECK(shoal_runtime_preload_model(rt, "default", model));
+    CHECK(shoal_module_load(rt, guest, &mod));
+    shoal_instance_config_t ic;
+    shoal_instance_config_init(&ic);
+    char path[4200], msg[64];
+    snprintf(path, sizeof path, "%s/bench_snapshot_actor.snap", dir);
+    printf("\nwhole actor (%s): snapshot = memory + globals + llm section; restore = new instance + all of it\n", guest);
+    printf("%-7s %12s %10s %10s %12s %11s  %s\n", "context", "prefill ms", "save ms", "size MB", "restore ms",
+           "restore/pf", "next-token logits after restore");
+    for (int li = 0; li < nlens; li++) {
+        int L = lens[li], pf_reps = L >= 2048 ? 1 : L >= 256 ? 3 : reps;
+        double pf[64], sv[64], rs[64];
+        shoal_instance_t *a = NULL, *b = NULL;
+        char *ra, *rb;
+        size_t na, nb;
+        snprintf(msg, sizeof msg, "prefill %d", L);
+        for (int r = 0; r < pf_reps; r++) {
+            shoal_instance_delete(a);
+            CHECK(shoal_actor_start(rt, mod, &ic, &a));
+            double t = now_ms();
+            CHECK(shoal_actor_send(a, msg, strlen(msg), &ra, &na));
+            pf[r] = now_ms() - t;
+            free(ra);
+        }
+        for (int r = 0; r < reps; r++) {
+            double t = now_ms();
+            CHECK(shoal_instance_snapshot_save(a, mod, path));
+            sv[r] = now_ms() - t;
+        }
+        struct stat sb;
+        stat(path, &sb);
+        for (int r = 0; r < reps; r++) {
+            shoal_instance_delete(b);
+            double t = now_ms();
+            CHECK(shoal_instance_snapshot_restore(rt, mod, &ic, path, &b));
+            rs[r] = now_ms() - t;
+        }
+        CHECK(shoal_actor_send(a, "next", 4, &ra, &na));
+        CHECK(shoal_actor_send(b, "next", 4, &rb, &nb));
+        bool same = na == nb && !memcmp(ra, rb, na);
+        double mpf = median(pf, pf_reps), msv = median(sv, reps), mrs = median(rs, reps);
+        printf("%-7d %12.2f %10.3f %10.3f %12.3f %10.0fx  %s (%s)\n", L, mpf, msv, (double)sb.st_size / 1e6, mrs,
+               mpf / mrs, same ? "bit-identical" : "DIFFERENT", ra);
+        fflush(stdout);
+        free(ra), free(rb);
+        shoal_instance_delete(a);
+        shoal_instance_delete(b);
+        if (!same) exit(1);
+    }
+    unlink(path);
+    shoal_module_delete(mod);
+    shoal_runtime_delete(rt);
+}
+
 int main(int argc, char **argv)
 {
     const char *deps = getenv("SHOAL_DEPS");
     char model[4096];
     snprintf(model, sizeof model, "%s/models/SmolLM2-135M-Instruct.Q4_1.gguf", deps ? deps : ".deps");
     int threads = 2, reps = 5, lens[8] = {24, 512, 4096}, nlens = 3;
-    const char *dir = "/tmp";
+    const char *dir = "/tmp", *actor = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) snprintf(model, sizeof model, "%s", argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--dir") && i + 1 < argc) dir = argv[++i];
+        else if (!strcmp(argv[i], "--actor") && i + 1 < argc) actor = argv[++i];
         else if (!strcmp(argv[i], "--ctx") && i + 1 < argc) {
             nlens = 0;
             for (char *s = strtok(argv[++i], ","); s && nlens < 8; s = strtok(NULL, ",")) lens[nlens++] = atoi(s);
         } else {
-            fprintf(stderr, "usage: bench_snapshot [--model GGUF] [--threads N] [--ctx 24,512,4096] [--reps N] [--dir DIR]\n");
+            fprintf(stderr, "usage: bench_snapshot [--model GGUF] [--threads N] [--ctx 24,512,4096] [--reps N] [--dir DIR] "
+                            "[--actor GUEST.wasm]\n");
             return 2;
         }
     }
@@ -136,6 +207,7 @@ int main(int argc, char **argv)
     free(toks), free(la), free(lb);
     shoal_llama_ctx_delete(a);
     shoal_llama_ctx_delete(b);
+    if (actor) bench_actor(actor, model, threads, lens, nlens, reps, dir);
     shoal_threadpool_delete(pool);
     shoal_llama_model_delete(m);
     shoal_gguf_close(g);

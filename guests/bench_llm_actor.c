@@ -1,0 +1,51 @@
+/* bench_llm_actor.c — an actor for bench_snapshot's whole-actor mode: "prefill N" evaluates N
+ * fixed pseudo-random tokens into its session (the work a restore replaces); "next" evaluates
+ * one more token and answers with a hash of the logits' bytes, so two actors can be compared
+ * bit for bit.
+ * SHOAL_GUEST_REACTOR */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shoal_actor.h"
+#include "shoal_guest.h"
+
+#define N_CTX 4160
+
+static int32_t g_h = -1;
+static shoal_llm_info_t g_info;
+static float *g_logits;
+static int32_t *g_ids;
+static uint64_t g_rng = 0x2545F4914F6CDD1Dull;
+static char g_reply[128];
+
+static int32_t next_id(void)
+{
+    g_rng ^= g_rng << 13, g_rng ^= g_rng >> 7, g_rng ^= g_rng << 17;
+    return (int32_t)(100 + g_rng % (uint64_t)(g_info.n_vocab - 100));
+}
+
+SHOAL_ACTOR_EXPORT("shoal_actor_init") int32_t actor_init(void)
+{
+    if (shoal_llm_open("default", 7, N_CTX, &g_h) != 0 || shoal_llm_info(g_h, &g_info) != 0) return -1;
+    g_logits = malloc(sizeof(float) * (size_t)g_info.n_vocab);
+    g_ids = malloc(sizeof(int32_t) * N_CTX);
+    return g_logits && g_ids ? 0 : -2;
+}
+
+SHOAL_ACTOR_EXPORT("shoal_actor_handle") int32_t actor_handle(const char *msg, uint32_t len)
+{
+    (void)len;
+    int n = 1;
+    if (!strncmp(msg, "prefill ", 8)) n = atoi(msg + 8);
+    else if (strcmp(msg, "next")) return -1;
+    if (n < 1 || n > N_CTX) return -2;
+    for (int i = 0; i < n; i++) g_ids[i] = next_id();
+    if (shoal_llm_eval(g_h, g_ids, (uint32_t)n, g_logits, SHOAL_LLM_LOGITS_LAST) != 0) return -3;
+    uint64_t h = 1469598103934665603ull; /* FNV-1a over the logits' bytes */
+    const unsigned char *b = (const unsigned char *)g_logits;
+    for (size_t i = 0; i < sizeof(float) * (size_t)g_info.n_vocab; i++) h = (h ^ b[i]) * 1099511628211ull;
+    shoal_llm_info(g_h, &g_info);
+    int k = snprintf(g_reply, sizeof g_reply, "n_past=%d logits_fnv=%016llx", g_info.n_past, (unsigned long long)h);
+    return shoal_actor_set_reply(g_reply, (size_t)k);
+}
