@@ -122,9 +122,9 @@ int nn_exec_set_prompt(nn_exec_t *e, const char *text, size_t len)
     end_stream(e);
     e->have_output = false;
     e->n_out = e->out_bytes = 0;
-    /* Byte-level BPE gives at most a few tokens per byte (invalid bytes become U+FFFD); the
-     * tokenizer reports the real count if a first guess is short. */
-    size_t need = len + 2, n = 0;
+    /* A first guess of one id per byte (plus BOS) covers ordinary text; the tokenizer reports
+     * the real count when it is short (invalid bytes become U+FFFD, up to 3 ids each). */
+    size_t need = len < 65536 ? len + 2 : 65536, n = 0;
     for (int attempt = 0; attempt < 2; attempt++) {
         if (need > e->cap_prompt) {
             int32_t *p = realloc(e->prompt, need * sizeof *p);

@@ -414,6 +414,7 @@ static int output(call *c, const char *fn, const wasmtime_val_t *args, bool sing
         if (r) return r;
     } else if (index == 1) {
         need = nn_exec_metadata(e, meta, sizeof meta);
+        if (need >= sizeof meta) return err(NN_ERR_RUNTIME_ERROR, SHOAL_E_LIMIT, "%s: metadata overflow", fn);
     } else {
         return err(NN_ERR_INVALID_ARGUMENT, SHOAL_E_INVALID, "%s: output index %u (0 is the text, 1 the metadata)", fn,
                    index);
