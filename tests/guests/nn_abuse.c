@@ -180,6 +180,15 @@ int main(int argc, char **argv)
     EXPECT(nn_set_input_bytes(c, 0, longp, strlen(longp)), NN_SUCCESS);
     EXPECT(nn_compute(c), NN_PROMPT_TOO_LONG);
     EXPECT(nn_compute_single(c), NN_PROMPT_TOO_LONG);
+    /* invalid UTF-8 (each byte becomes U+FFFD: more ids than bytes) and a 200 KB prompt: both
+     * tokenise (the id buffer grows to the tokenizer's count) and are too long to evaluate */
+    static char junk[200000];
+    memset(junk, 0xFF, 3000);
+    EXPECT(nn_set_input_bytes(c, 0, junk, 3000), NN_SUCCESS);
+    EXPECT(nn_compute(c), NN_PROMPT_TOO_LONG);
+    for (size_t i = 0; i < sizeof junk; i++) junk[i] = (char)('0' + i % 10); /* one id per digit */
+    EXPECT(nn_set_input_bytes(c, 0, junk, sizeof junk), NN_SUCCESS);
+    EXPECT(nn_compute_single(c), NN_PROMPT_TOO_LONG);
     const char *count = chatml("Count from 1 to 100, one number per line.");
     EXPECT(nn_set_input_bytes(c, 1, "{\"ctx-size\":48,\"n-predict\":-1}", 30), NN_SUCCESS);
     EXPECT(nn_set_input_bytes(c, 0, count, strlen(count)), NN_SUCCESS);
