@@ -89,6 +89,19 @@ static void test_crc32c(void **state)
 {
     (void)state;
     assert_int_equal(shoal_crc32c(0, "123456789", 9), 0xE3069283u); /* the standard check value */
+    /* Long inputs take the three-stream path: lengths around its 24 KiB rounds, odd offsets. */
+    size_t big = 200000;
+    uint8_t *lg = malloc(big + 16);
+    for (size_t i = 0; i < big + 16; i++) lg[i] = (uint8_t)(i * 2654435761u >> 13);
+    const size_t lens[] = {24575, 24576, 24577, 49152 + 9, 100000, big};
+    for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++)
+        for (size_t off = 0; off < 16; off += 5) {
+            assert_int_equal(shoal_crc32c(0, lg + off, lens[k]), crc_ref(lg + off, lens[k]));
+            size_t h = lens[k] / 3 + 1;
+            assert_int_equal(shoal_crc32c(shoal_crc32c(0, lg + off, h), lg + off + h, lens[k] - h),
+                             crc_ref(lg + off, lens[k]));
+        }
+    free(lg);
     uint8_t buf[3000];
     pattern(buf, sizeof buf);
     for (size_t off = 0; off < 9; off++)
