@@ -52,6 +52,10 @@ SHOAL_ACTOR_EXPORT("shoal_actor_init") int32_t actor_init(void)
 SHOAL_ACTOR_EXPORT("shoal_actor_handle") int32_t actor_handle(const char *msg, uint32_t len)
 {
     if (len == 5 && !memcmp(msg, "crash", 5)) __builtin_trap();
+    if (len == 4 && !memcmp(msg, "spin", 4)) { /* never returns: for --timeout tests */
+        volatile char frame[256]; /* a real stack frame, so the stack pointer is moved */
+        for (unsigned i = 0;; i++) frame[i % 256] = (char)i;
+    }
     if (len >= 4 && !memcmp(msg, "big ", 4)) { /* grow memory: touches a few pages far apart */
         size_t n = (size_t)strtoul(msg + 4, NULL, 10);
         char *p = malloc(n);

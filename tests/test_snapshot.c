@@ -543,6 +543,43 @@ static void test_ext_sections(void **state)
     shoal_instance_delete(a);
 }
 
+/* A call cut off midway (here by a timeout) leaves the actor mid-message: no more messages,
+ * no snapshot; a snapshot from before still restores. */
+static void test_interrupted_actor(void **state)
+{
+    fx_t *f = *state;
+    shoal_instance_config_t cfg = quiet_cfg();
+    cfg.timeout_ms = 100;
+    shoal_instance_t *a = NULL, *b = NULL;
+    assert_int_equal(shoal_actor_start(f->rt, f->mod, &cfg, &a), SHOAL_OK);
+    free(send(a, "one"));
+    char path[1200], path2[1200];
+    path_of(path, sizeof path, "before.snap");
+    path_of(path2, sizeof path2, "after.snap");
+    assert_int_equal(shoal_instance_snapshot_save(a, f->mod, path), SHOAL_OK);
+    int32_t sp_before = 0, sp_after = 0;
+    assert_int_equal(shoal_instance_call_i32(a, "shoal_stack_pointer_get", NULL, 0, &sp_before, 1), SHOAL_OK);
+    char *r = NULL;
+    size_t n = 0;
+    assert_int_equal(shoal_actor_send(a, "spin", 4, &r, &n), SHOAL_E_TIMEOUT);
+    assert_int_equal(shoal_instance_call_i32(a, "shoal_stack_pointer_get", NULL, 0, &sp_after, 1), SHOAL_OK);
+    assert_true(sp_after < sp_before); /* the unwound call never gave its stack frame back */
+    assert_int_equal(shoal_actor_send(a, "two", 3, &r, &n), SHOAL_E_INVALID);
+    assert_non_null(strstr(shoal_last_error(), "interrupted"));
+    unlink(path2);
+    assert_int_not_equal(shoal_instance_snapshot_save(a, f->mod, path2), SHOAL_OK);
+    assert_non_null(strstr(shoal_last_error(), "interrupted"));
+    assert_int_equal(access(path2, F_OK), -1);
+    assert_int_equal(shoal_instance_snapshot_restore(f->rt, f->mod, &cfg, path, &b), SHOAL_OK);
+    assert_int_equal(shoal_actor_messages(b), 1);
+    char *rb = send(b, "two");
+    assert_non_null(strstr(rb, "#2 "));
+    assert_int_equal(shoal_actor_messages(b), 2);
+    free(rb);
+    shoal_instance_delete(b);
+    shoal_instance_delete(a);
+}
+
 int main(void)
 {
     const char *guests = getenv("SHOAL_GUESTS");
@@ -560,6 +597,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hidden_global_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ext_sections, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_interrupted_actor, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char cmd[1200];

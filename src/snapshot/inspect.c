@@ -50,6 +50,11 @@ shoal_status_t shoal_snapshot_inspect(const char *path, FILE *out)
         snap_ext_t x;
         snap_ext_at(&v, i, &x);
         fprintf(out, "               \"%.*s\" (slot %u): %zu bytes\n", (int)x.name_len, x.name, x.slot, x.blob_len);
+        if (x.name_len == 5 && !memcmp(x.name, "actor", 5) && x.blob_len == 12) {
+            uint64_t n = 0;
+            for (int b = 0; b < 8; b++) n |= (uint64_t)x.blob[4 + b] << (8 * b);
+            fprintf(out, "                 messages handled: %" PRIu64 "\n", n);
+        }
         shoal_safetensors_describe(x.blob, x.blob_len, "                 ", out);
     }
     snap_view_close(&v);

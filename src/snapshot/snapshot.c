@@ -30,7 +30,7 @@ static const shoal_ext_ops_t *g_ext_ops[SHOAL_EXT_COUNT];
 
 shoal_status_t shoal_snapshot_register_ext(int slot, const shoal_ext_ops_t *ops)
 {
-    if (slot < 0 || slot >= SHOAL_EXT_COUNT || !ops || !ops->name)
+    if (slot < 0 || slot >= SHOAL_EXT_COUNT || slot == SHOAL_EXT_SNAPSHOT || !ops || !ops->name)
         return shoal_fail(SHOAL_E_INVALID, "snapshot: bad ext registration (slot %d)", slot);
     pthread_mutex_lock(&g_ext_lock);
     g_ext_ops[slot] = ops;
@@ -40,6 +40,7 @@ shoal_status_t shoal_snapshot_register_ext(int slot, const shoal_ext_ops_t *ops)
 
 static const shoal_ext_ops_t *ext_lookup(int slot)
 {
+    if (slot == SHOAL_EXT_SNAPSHOT) return &shoal_actor_ext_ops; /* this layer's own */
     pthread_mutex_lock(&g_ext_lock);
     const shoal_ext_ops_t *ops = slot >= 0 && slot < SHOAL_EXT_COUNT ? g_ext_ops[slot] : NULL;
     pthread_mutex_unlock(&g_ext_lock);

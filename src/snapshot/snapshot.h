@@ -12,4 +12,10 @@
  * has not registered is refused on restore, by name. */
 shoal_status_t shoal_snapshot_register_ext(int slot, const shoal_ext_ops_t *ops);
 
+/* The actor's own section (messages handled; refuses to save an actor cut off mid-call). It
+ * lives in the SHOAL_EXT_SNAPSHOT slot and is always restorable. */
+extern const shoal_ext_ops_t shoal_actor_ext_ops;
+/* Messages an actor has handled to completion, since it started (carried by snapshots). */
+uint64_t shoal_actor_messages(shoal_instance_t *inst);
+
 #endif
