@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "backend/cpu/threadpool.h"
+#include "backend/cpu/cpu_backend.h"
 #include "model/chat.h"
 #include "model/gguf.h"
 #include "model/llama.h"
@@ -36,7 +36,5 @@ shoal_threadpool_t *shoal_nn_pool(shoal_runtime_t *rt);
 /* Default context size for a model: min(trained context, 4096). */
 int shoal_nn_default_ctx(const shoal_nn_model_t *m);
 
-/* Defined by the CPU backend (backend/cpu/cpu_backend.c); NULL for other backends. */
-shoal_threadpool_t *shoal_cpu_backend_pool(shoal_backend_t *be);
 
 #endif

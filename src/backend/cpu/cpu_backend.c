@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 
 #include "backend/backend.h"
+#include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/matmul_f32.h"
 #include "backend/cpu/threadpool.h"
 #include "core/error.h"
