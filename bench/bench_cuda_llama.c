@@ -1,0 +1,180 @@
+/* bench_cuda_llama.c — the CUDA forward pass: decode and (token-by-token) prefill tokens/s, the
+ * weight bytes streamed per decode step against the device's measured copy bandwidth (the HBM
+ * roofline), and decode with the KV cache in device memory vs in mapped host memory.
+ *
+ *   bench_cuda_llama MODEL.gguf [--gen N] [--prompt N] [--depth D] [--reps R]
+ *
+ * Decode is timed as llama-bench's tg: N greedy single-token steps (argmax on the GPU, the id read
+ * back each step). Prints a table and one JSON line. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cuda_runtime_api.h>
+
+#include "backend/cuda/llm_cuda.h"
+#include "model/gguf.h"
+#include "model/llama.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Device-to-device copy of 1 GiB: bytes read + written per second (median of 10). */
+static double copy_bandwidth(void)
+{
+    size_t n = (size_t)1 << 30;
+    void *a, *b;
+    if (cudaMalloc(&a, n) || cudaMalloc(&b, n))
+        return 0;
+    cudaMemset(a, 1, n);
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0);
+    cudaEventCreate(&e1);
+    double t[10];
+    for (int i = 0; i < 12; i++) {
+        cudaEventRecord(e0, 0);
+        cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice, 0);
+        cudaEventRecord(e1, 0);
+        cudaEventSynchronize(e1);
+        float ms;
+        cudaEventElapsedTime(&ms, e0, e1);
+        if (i >= 2)
+            t[i - 2] = ms * 1e-3;
+    }
+    qsort(t, 10, sizeof t[0], cmp_d);
+    cudaFree(a);
+    cudaFree(b);
+    return 2.0 * n / t[5];
+}
+
+/* Median decode tokens/s of `gen` greedy steps after `depth` cached positions. */
+static double decode_tps(shoal_cuda_llama_ctx_t *c, int depth, int gen, int reps)
+{
+    double *t = calloc((size_t)reps, sizeof *t);
+    int32_t *prompt = calloc((size_t)depth + 1, sizeof *prompt);
+    for (int i = 0; i <= depth; i++)
+        prompt[i] = (i * 37 + 11) % 200;
+    for (int r = 0; r < reps; r++) {
+        int32_t tok;
+        if (shoal_cuda_llama_eval_greedy(c, prompt, depth + 1, 0, &tok)) {
+            fprintf(stderr, "eval: %s\n", shoal_last_error());
+            exit(1);
+        }
+        double t0 = now_s();
+        for (int s = 0; s < gen; s++)
+            if (shoal_cuda_llama_eval_greedy(c, &tok, 1, depth + 1 + s, &tok)) {
+                fprintf(stderr, "eval: %s\n", shoal_last_error());
+                exit(1);
+            }
+        t[r] = gen / (now_s() - t0);
+    }
+    qsort(t, (size_t)reps, sizeof *t, cmp_d);
+    double m = t[reps / 2];
+    free(t);
+    free(prompt);
+    return m;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: bench_cuda_llama MODEL.gguf [--gen N] [--prompt N] [--depth D] [--reps R]\n");
+        return 2;
+    }
+    int gen = 64, prompt = 64, depth = 0, reps = 5;
+    for (int i = 2; i + 1 < argc; i += 2) {
+        int v = atoi(argv[i + 1]);
+        if (!strcmp(argv[i], "--gen")) gen = v;
+        else if (!strcmp(argv[i], "--prompt")) prompt = v;
+        else if (!strcmp(argv[i], "--depth")) depth = v;
+        else if (!strcmp(argv[i], "--reps")) reps = v;
+    }
+    if (gen < 1 || prompt < 1 || depth < 0 || reps < 1)
+        return 2;
+    shoal_gguf_t *g;
+    shoal_llama_model_t *m;
+    if (shoal_gguf_open(argv[1], &g) || shoal_llama_model_new(g, &m)) {
+        fprintf(stderr, "%s\n", shoal_last_error());
+        return 1;
+    }
+    struct cudaDeviceProp prop;
+    cudaGetDeviceProperties(&prop, 0);
+    double bw = copy_bandwidth();
+    int n_ctx = depth + gen + prompt + 8;
+    shoal_cuda_llama_params_t p;
+    shoal_cuda_llama_params_init(&p);
+    p.n_ctx = n_ctx;
+    shoal_cuda_llama_ctx_t *c;
+    double t0 = now_s();
+    if (shoal_cuda_llama_ctx_new(m, &p, &c)) {
+        fprintf(stderr, "%s\n", shoal_last_error());
+        return 1;
+    }
+    double upload_s = now_s() - t0;
+    size_t wbytes = shoal_cuda_llama_weight_bytes(m);
+    /* bytes per decode step: every weight once (tied embedding: the output matrix once; the
+     * embedding row is negligible) */
+    double step_bytes = (double)wbytes;
+
+    double tg = decode_tps(c, depth, gen, reps);
+    /* prefill: one batch of `prompt` tokens from an empty cache */
+    int32_t *pt = calloc((size_t)prompt, sizeof *pt);
+    for (int i = 0; i < prompt; i++)
+        pt[i] = (i * 13 + 5) % 200;
+    double pts[16];
+    int pr = reps < 16 ? reps : 16;
+    float *logits = malloc(sizeof(float) * (size_t)m->hp.vocab);
+    for (int r = 0; r < pr; r++) {
+        double s0 = now_s();
+        if (shoal_cuda_llama_eval(c, pt, prompt, 0, logits, SHOAL_LLAMA_LOGITS_LAST)) {
+            fprintf(stderr, "%s\n", shoal_last_error());
+            return 1;
+        }
+        pts[r] = prompt / (now_s() - s0);
+    }
+    qsort(pts, (size_t)pr, sizeof pts[0], cmp_d);
+    double pp = pts[pr / 2];
+    shoal_cuda_llama_ctx_delete(c);
+
+    /* the same decode with the KV cache in mapped (registered) host memory */
+    size_t kvb = (shoal_cuda_llama_kv_bytes(m, n_ctx) + 4095) / 4096 * 4096;
+    float *kvh = aligned_alloc(4096, kvb);
+    double tg_mapped = 0;
+    if (kvh && cudaHostRegister(kvh, kvb, cudaHostRegisterMapped) == cudaSuccess) {
+        p.kv_mapped = kvh;
+        if (shoal_cuda_llama_ctx_new(m, &p, &c) == SHOAL_OK) {
+            tg_mapped = decode_tps(c, depth, gen, reps);
+            shoal_cuda_llama_ctx_delete(c);
+        }
+        cudaHostUnregister(kvh);
+    }
+    free(kvh);
+
+    double achieved = tg * step_bytes;
+    printf("device %s, copy bandwidth %.0f GB/s (read+write)\n", prop.name, bw / 1e9);
+    printf("model %s: %d layers, dim %d, weights on device %.1f MB (upload %.2f s)\n", argv[1], m->hp.n_layer,
+           m->hp.dim, wbytes / 1e6, upload_s);
+    printf("shoal-cuda tg%d depth %d: %.1f tok/s = %.0f GB/s of weights = %.2f of copy bandwidth\n", gen, depth, tg,
+           achieved / 1e9, bw > 0 ? achieved / bw : 0);
+    printf("shoal-cuda tg%d depth %d, KV in mapped host memory: %.1f tok/s (%.2fx device-KV)\n", gen, depth, tg_mapped,
+           tg > 0 ? tg_mapped / tg : 0);
+    printf("shoal-cuda pp%d (token by token): %.1f tok/s\n", prompt, pp);
+    printf("{\"device\":\"%s\",\"copy_gbps\":%.1f,\"weights_mb\":%.1f,\"tg\":%d,\"depth\":%d,\"tg_tps\":%.2f,"
+           "\"tg_weight_gbps\":%.1f,\"roofline_frac\":%.3f,\"tg_mapped_kv_tps\":%.2f,\"pp\":%d,\"pp_tps\":%.2f}\n",
+           prop.name, bw / 1e9, wbytes / 1e6, gen, depth, tg, achieved / 1e9, bw > 0 ? achieved / bw : 0, tg_mapped,
+           prompt, pp);
+    shoal_llama_model_delete(m);
+    shoal_gguf_close(g);
+    return 0;
+}

@@ -1,0 +1,574 @@
+/* llm_cuda.c — Llama contexts on a CUDA GPU: the per-process shared weight upload (repacked for
+ * the kernels of llm_kernels.cu), per-context KV cache and scratch, and the decode loop. */
+#include "backend/cuda/llm_cuda.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cuda_runtime_api.h>
+
+#include "backend/cuda/llm_kernels.h"
+#include "core/error.h"
+#include "model/quant.h"
+
+/* ---------------------------------------------------------------- shared weights */
+
+typedef struct cu_layer {
+    shoal_cu_mat_t wq, wk, wv, wo, gate, up, down;
+    const float *attn_norm, *ffn_norm;
+} cu_layer_t;
+
+typedef struct cu_weights {
+    struct cu_weights *next;
+    const shoal_llama_model_t *model;
+    int device, refs;
+    void *base; /* one device allocation for everything */
+    size_t bytes;
+    shoal_cu_mat_t tok_embd, output;
+    cu_layer_t *layers;
+    const float *output_norm, *inv_freq;
+} cu_weights_t;
+
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static cu_weights_t *g_weights;
+
+static shoal_status_t cuda_fail(cudaError_t e, const char *what)
+{
+    return shoal_fail(SHOAL_E_DEVICE, "cuda llm: %s failed: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
+}
+
+static size_t align256(size_t n) { return (n + 255) & ~(size_t)255; }
+
+/* Device bytes of one repacked matrix (payload, scales, minimums, each 256-byte aligned). */
+static size_t mat_bytes(const shoal_llama_mat_t *w)
+{
+    size_t rows = (size_t)w->n_out, nb = (size_t)w->n_in / 32;
+    switch (w->type) {
+    case SHOAL_GGML_F16:
+    case SHOAL_GGML_BF16: return align256(rows * (size_t)w->n_in * 2);
+    case SHOAL_GGML_Q8_0: return align256(rows * (size_t)w->n_in) + align256(rows * nb * 2);
+    case SHOAL_GGML_Q4_0: return align256(rows * (size_t)w->n_in / 2) + align256(rows * nb * 2);
+    case SHOAL_GGML_Q4_1: return align256(rows * (size_t)w->n_in / 2) + 2 * align256(rows * nb * 2);
+    default: return 0;
+    }
+}
+
+static shoal_status_t check_mat(const shoal_llama_mat_t *w, const char *name, int layer)
+{
+    if (!mat_bytes(w))
+        return shoal_fail(SHOAL_E_UNSUPPORTED, "cuda llm: %s of layer %d has type %s; the GPU kernels take F16, BF16, "
+                          "Q8_0, Q4_0 and Q4_1", name, layer, shoal_qtype_name(w->type));
+    if (w->n_in % 32)
+        return shoal_fail(SHOAL_E_UNSUPPORTED, "cuda llm: %s of layer %d has rows of %d, not a multiple of 32", name,
+                          layer, w->n_in);
+    return SHOAL_OK;
+}
+
+/* Repacks w into host staging `h` (mat_bytes) and points `out` at the same layout at device `d`. */
+static void repack(const shoal_llama_mat_t *w, uint8_t *h, uint8_t *d, shoal_cu_mat_t *out)
+{
+    const size_t rows = (size_t)w->n_out, n = (size_t)w->n_in, nb = n / 32;
+    memset(out, 0, sizeof *out);
+    out->type = w->type;
+    out->n_in = w->n_in;
+    out->n_out = w->n_out;
+    out->qs = d;
+    if (w->type == SHOAL_GGML_F16 || w->type == SHOAL_GGML_BF16) {
+        for (size_t r = 0; r < rows; r++)
+            memcpy(h + r * n * 2, (const uint8_t *)w->data + r * w->row_bytes, n * 2);
+        return;
+    }
+    const size_t qs_row = w->type == SHOAL_GGML_Q8_0 ? n : n / 2, qs_blk = qs_row / nb;
+    const size_t d_off = align256(rows * qs_row), m_off = d_off + align256(rows * nb * 2);
+    out->d = d + d_off;
+    if (w->type == SHOAL_GGML_Q4_1)
+        out->m = d + m_off;
+    const size_t hdr = w->type == SHOAL_GGML_Q4_1 ? 4 : 2, blk = hdr + qs_blk;
+    for (size_t r = 0; r < rows; r++) {
+        const uint8_t *src = (const uint8_t *)w->data + r * w->row_bytes;
+        for (size_t b = 0; b < nb; b++, src += blk) {
+            memcpy(h + r * qs_row + b * qs_blk, src + hdr, qs_blk);
+            memcpy(h + d_off + (r * nb + b) * 2, src, 2);
+            if (hdr == 4)
+                memcpy(h + m_off + (r * nb + b) * 2, src + 2, 2);
+        }
+    }
+}
+
+static shoal_status_t upload(const shoal_llama_model_t *m, int device, cu_weights_t **out)
+{
+    const shoal_llama_hparams_t *hp = &m->hp;
+    const char *names[7] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+    shoal_status_t s;
+    if ((s = check_mat(&m->tok_embd, "token_embd", -1)) || (s = check_mat(&m->output, "output", -1)))
+        return s;
+    size_t total = mat_bytes(&m->tok_embd) + (m->tied_output ? 0 : mat_bytes(&m->output));
+    size_t max_mat = mat_bytes(&m->tok_embd) > mat_bytes(&m->output) ? mat_bytes(&m->tok_embd) : mat_bytes(&m->output);
+    for (int l = 0; l < hp->n_layer; l++) {
+        const shoal_llama_mat_t *ws[7] = {&m->layers[l].wq, &m->layers[l].wk, &m->layers[l].wv, &m->layers[l].wo,
+                                          &m->layers[l].w_gate, &m->layers[l].w_up, &m->layers[l].w_down};
+        for (int i = 0; i < 7; i++) {
+            if ((s = check_mat(ws[i], names[i], l)))
+                return s;
+            total += mat_bytes(ws[i]);
+            if (mat_bytes(ws[i]) > max_mat)
+                max_mat = mat_bytes(ws[i]);
+        }
+    }
+    const size_t norm_bytes = align256(((size_t)2 * hp->n_layer + 1) * (size_t)hp->dim * sizeof(float));
+    total += norm_bytes + align256((size_t)hp->rope_dim / 2 * sizeof(float));
+
+    cu_weights_t *w = calloc(1, sizeof *w);
+    uint8_t *stage = malloc(max_mat > norm_bytes ? max_mat : norm_bytes);
+    if (w)
+        w->layers = calloc((size_t)hp->n_layer, sizeof *w->layers);
+    if (!w || !stage || !w->layers) {
+        free(stage);
+        if (w)
+            free(w->layers);
+        free(w);
+        return shoal_fail(SHOAL_E_NOMEM, "cuda llm: out of host memory preparing the weight upload");
+    }
+    w->model = m;
+    w->device = device;
+    w->bytes = total;
+    cudaError_t e = cudaMalloc(&w->base, total);
+    if (e != cudaSuccess) {
+        size_t free_b = 0, all_b = 0;
+        cudaGetLastError(); /* an allocation failure is not sticky: clear it */
+        cudaMemGetInfo(&free_b, &all_b);
+        free(stage);
+        free(w->layers);
+        free(w);
+        if (e == cudaErrorMemoryAllocation)
+            return shoal_fail(SHOAL_E_NOMEM, "cuda llm: device out of memory for the weights: need %.1f MiB, %.1f MiB "
+                              "free of %.1f MiB", total / 1048576.0, free_b / 1048576.0, all_b / 1048576.0);
+        return cuda_fail(e, "cudaMalloc (weights)");
+    }
+    uint8_t *d = w->base;
+#define PUT(src, dst)                                                                                          \
+    do {                                                                                                       \
+        size_t nb_ = mat_bytes(src);                                                                           \
+        repack(src, stage, d, dst);                                                                            \
+        if ((e = cudaMemcpy(d, stage, nb_, cudaMemcpyHostToDevice)) != cudaSuccess)                            \
+            goto fail;                                                                                         \
+        d += nb_;                                                                                              \
+    } while (0)
+    PUT(&m->tok_embd, &w->tok_embd);
+    if (m->tied_output)
+        w->output = w->tok_embd;
+    else
+        PUT(&m->output, &w->output);
+    for (int l = 0; l < hp->n_layer; l++) {
+        const shoal_llama_layer_t *L = &m->layers[l];
+        cu_layer_t *C = &w->layers[l];
+        PUT(&L->wq, &C->wq);
+        PUT(&L->wk, &C->wk);
+        PUT(&L->wv, &C->wv);
+        PUT(&L->wo, &C->wo);
+        PUT(&L->w_gate, &C->gate);
+        PUT(&L->w_up, &C->up);
+        PUT(&L->w_down, &C->down);
+    }
+#undef PUT
+    {
+        float *nh = (float *)stage, *nd = (float *)d;
+        const size_t dim = (size_t)hp->dim;
+        for (int l = 0; l < hp->n_layer; l++) {
+            memcpy(nh + (2 * (size_t)l) * dim, m->layers[l].attn_norm, dim * sizeof(float));
+            memcpy(nh + (2 * (size_t)l + 1) * dim, m->layers[l].ffn_norm, dim * sizeof(float));
+            w->layers[l].attn_norm = nd + (2 * (size_t)l) * dim;
+            w->layers[l].ffn_norm = nd + (2 * (size_t)l + 1) * dim;
+        }
+        memcpy(nh + 2 * (size_t)hp->n_layer * dim, m->output_norm, dim * sizeof(float));
+        w->output_norm = nd + 2 * (size_t)hp->n_layer * dim;
+        if ((e = cudaMemcpy(d, stage, norm_bytes, cudaMemcpyHostToDevice)) != cudaSuccess)
+            goto fail;
+        d += norm_bytes;
+        if ((e = cudaMemcpy(d, m->rope_inv_freq, (size_t)hp->rope_dim / 2 * sizeof(float), cudaMemcpyHostToDevice)))
+            goto fail;
+        w->inv_freq = (const float *)d;
+    }
+    free(stage);
+    *out = w;
+    return SHOAL_OK;
+fail:
+    free(stage);
+    cudaFree(w->base);
+    free(w->layers);
+    free(w);
+    return cuda_fail(e, "uploading the weights");
+}
+
+static shoal_status_t weights_acquire(const shoal_llama_model_t *m, int device, cu_weights_t **out)
+{
+    pthread_mutex_lock(&g_lock);
+    cu_weights_t *w = g_weights;
+    while (w && !(w->model == m && w->device == device))
+        w = w->next;
+    shoal_status_t s = SHOAL_OK;
+    if (!w && !(s = upload(m, device, &w))) {
+        w->next = g_weights;
+        g_weights = w;
+    }
+    if (!s)
+        w->refs++;
+    pthread_mutex_unlock(&g_lock);
+    *out = w;
+    return s;
+}
+
+static void weights_release(cu_weights_t *w)
+{
+    pthread_mutex_lock(&g_lock);
+    if (--w->refs == 0) {
+        cu_weights_t **p = &g_weights;
+        while (*p != w)
+            p = &(*p)->next;
+        *p = w->next;
+        cudaFree(w->base);
+        free(w->layers);
+        free(w);
+    }
+    pthread_mutex_unlock(&g_lock);
+}
+
+size_t shoal_cuda_llama_weight_bytes(const shoal_llama_model_t *m)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&g_lock);
+    for (cu_weights_t *w = g_weights; w; w = w->next)
+        if (w->model == m)
+            n += w->bytes;
+    pthread_mutex_unlock(&g_lock);
+    return n;
+}
+
+/* ---------------------------------------------------------------- contexts */
+
+struct shoal_cuda_llama_ctx {
+    const shoal_llama_model_t *m;
+    cu_weights_t *w;
+    int device, n_ctx, n_past;
+    bool dead;
+    cudaStream_t stream;
+    float *kv;      /* device or mapped host: (n_layer, 2, n_ctx, kv_dim) */
+    bool kv_owned;
+    void *scratch;  /* device: x, xb, q, k, v, att, hb, hb2, logits */
+    float *x, *xb, *q, *k, *v, *att, *hb, *hb2, *logits;
+    int32_t *d_io;  /* device: tokens (n_ctx), positions (n_ctx), argmax out */
+    int32_t *h_io;  /* pinned host mirror of d_io */
+};
+
+void shoal_cuda_llama_params_init(shoal_cuda_llama_params_t *p)
+{
+    memset(p, 0, sizeof *p);
+}
+
+size_t shoal_cuda_llama_kv_bytes(const shoal_llama_model_t *m, int n_ctx)
+{
+    return (size_t)m->hp.n_layer * 2 * (size_t)n_ctx * (size_t)m->hp.kv_dim * sizeof(float);
+}
+
+void shoal_cuda_llama_ctx_delete(shoal_cuda_llama_ctx_t *c)
+{
+    if (!c)
+        return;
+    if (c->stream)
+        cudaStreamSynchronize(c->stream);
+    if (c->kv_owned)
+        cudaFree(c->kv);
+    cudaFree(c->scratch);
+    cudaFree(c->d_io);
+    cudaFreeHost(c->h_io);
+    if (c->stream)
+        cudaStreamDestroy(c->stream);
+    if (c->w)
+        weights_release(c->w);
+    free(c);
+}
+
+static shoal_status_t dev_alloc(void **p, size_t bytes, const char *what)
+{
+    cudaError_t e = cudaMalloc(p, bytes);
+    if (e == cudaSuccess)
+        return SHOAL_OK;
+    cudaGetLastError();
+    size_t free_b = 0, all_b = 0;
+    cudaMemGetInfo(&free_b, &all_b);
+    if (e == cudaErrorMemoryAllocation)
+        return shoal_fail(SHOAL_E_NOMEM, "cuda llm: device out of memory for the %s: need %.1f MiB, %.1f MiB free", what,
+                          bytes / 1048576.0, free_b / 1048576.0);
+    return cuda_fail(e, what);
+}
+
+shoal_status_t shoal_cuda_llama_ctx_new(const shoal_llama_model_t *m, const shoal_cuda_llama_params_t *p,
+                                        shoal_cuda_llama_ctx_t **out)
+{
+    if (!m || !out)
+        return shoal_fail(SHOAL_E_INVALID, "cuda llm: NULL argument");
+    shoal_cuda_llama_params_t defaults;
+    if (!p) {
+        shoal_cuda_llama_params_init(&defaults);
+        p = &defaults;
+    }
+    const shoal_llama_hparams_t *hp = &m->hp;
+    if (hp->head_dim > 256 || hp->dim % 4 || hp->q_dim % 4)
+        return shoal_fail(SHOAL_E_UNSUPPORTED, "cuda llm: head dimension %d (max 256) or width %d not supported",
+                          hp->head_dim, hp->dim);
+    int n_ctx = p->n_ctx > 0 ? p->n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
+    if (n_ctx > 32768)
+        return shoal_fail(SHOAL_E_LIMIT, "cuda llm: n_ctx %d is over the attention kernel's 32768", n_ctx);
+    if (p->kv_mapped && ((uintptr_t)p->kv_mapped & 15))
+        return shoal_fail(SHOAL_E_INVALID, "cuda llm: kv_mapped must be 16-byte aligned");
+    cudaError_t e = cudaSetDevice(p->device);
+    if (e != cudaSuccess)
+        return cuda_fail(e, "cudaSetDevice");
+    shoal_cuda_llama_ctx_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return shoal_fail(SHOAL_E_NOMEM, "cuda llm: out of memory");
+    c->m = m;
+    c->device = p->device;
+    c->n_ctx = n_ctx;
+    shoal_status_t s = weights_acquire(m, p->device, &c->w);
+    if (s) {
+        free(c);
+        return s;
+    }
+    if ((e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess) {
+        s = cuda_fail(e, "cudaStreamCreate");
+        goto fail;
+    }
+    if (p->kv_mapped) {
+        /* Mapped memory must be device-addressable at the same address (registered Mapped). */
+        struct cudaPointerAttributes a;
+        if (cudaPointerGetAttributes(&a, p->kv_mapped) != cudaSuccess || a.type != cudaMemoryTypeHost ||
+            a.devicePointer != (void *)p->kv_mapped) {
+            cudaGetLastError();
+            s = shoal_fail(SHOAL_E_INVALID, "cuda llm: kv_mapped %p is not host memory registered for device access",
+                           (void *)p->kv_mapped);
+            goto fail;
+        }
+        c->kv = p->kv_mapped;
+    } else {
+        if ((s = dev_alloc((void **)&c->kv, shoal_cuda_llama_kv_bytes(m, n_ctx), "KV cache")))
+            goto fail;
+        c->kv_owned = true;
+    }
+    size_t sizes[9] = {(size_t)hp->dim,    (size_t)(hp->dim > hp->q_dim ? hp->dim : hp->q_dim),
+                       (size_t)hp->q_dim,  (size_t)hp->kv_dim,
+                       (size_t)hp->kv_dim, (size_t)hp->q_dim,
+                       (size_t)hp->ffn_dim, (size_t)hp->ffn_dim,
+                       (size_t)hp->vocab};
+    size_t total = 0;
+    for (int i = 0; i < 9; i++)
+        total += align256(sizes[i] * sizeof(float));
+    if ((s = dev_alloc(&c->scratch, total, "activations")) ||
+        (s = dev_alloc((void **)&c->d_io, ((size_t)2 * n_ctx + 1) * sizeof(int32_t), "token buffer")))
+        goto fail;
+    if ((e = cudaMallocHost((void **)&c->h_io, ((size_t)2 * n_ctx + 1) * sizeof(int32_t))) != cudaSuccess) {
+        s = cuda_fail(e, "cudaMallocHost");
+        goto fail;
+    }
+    float **ptrs[9] = {&c->x, &c->xb, &c->q, &c->k, &c->v, &c->att, &c->hb, &c->hb2, &c->logits};
+    uint8_t *at = c->scratch;
+    for (int i = 0; i < 9; i++) {
+        *ptrs[i] = (float *)at;
+        at += align256(sizes[i] * sizeof(float));
+    }
+    if ((e = shoal_cu_attention_prepare(n_ctx)) != cudaSuccess) {
+        s = cuda_fail(e, "attention setup");
+        goto fail;
+    }
+    *out = c;
+    return SHOAL_OK;
+fail:
+    shoal_cuda_llama_ctx_delete(c);
+    return s;
+}
+
+/* ---------------------------------------------------------------- forward */
+
+static cudaError_t layer_step(shoal_cuda_llama_ctx_t *c, int l, const int32_t *d_pos)
+{
+    const shoal_llama_hparams_t *hp = &c->m->hp;
+    const cu_layer_t *L = &c->w->layers[l];
+    cudaStream_t s = c->stream;
+    float *kc = c->kv + (size_t)l * 2 * c->n_ctx * hp->kv_dim, *vc = kc + (size_t)c->n_ctx * hp->kv_dim;
+    cudaError_t e;
+    if ((e = shoal_cu_rmsnorm(c->x, L->attn_norm, c->xb, hp->dim, hp->rms_eps, s)) ||
+        (e = shoal_cu_matvec(&L->wq, c->xb, c->q, 0, s)) || (e = shoal_cu_matvec(&L->wk, c->xb, c->k, 0, s)) ||
+        (e = shoal_cu_matvec(&L->wv, c->xb, c->v, 0, s)) ||
+        (e = shoal_cu_rope_store(c->q, c->k, c->v, kc, vc, c->w->inv_freq, d_pos, hp->n_head, hp->n_head_kv,
+                                 hp->head_dim, hp->rope_dim, s)) ||
+        (e = shoal_cu_attention(c->q, kc, vc, d_pos, c->att, hp->n_head, hp->n_head_kv, hp->head_dim, c->n_ctx, s)) ||
+        (e = shoal_cu_matvec(&L->wo, c->att, c->x, 1, s)) ||
+        (e = shoal_cu_rmsnorm(c->x, L->ffn_norm, c->xb, hp->dim, hp->rms_eps, s)) ||
+        (e = shoal_cu_matvec(&L->gate, c->xb, c->hb, 0, s)) || (e = shoal_cu_matvec(&L->up, c->xb, c->hb2, 0, s)) ||
+        (e = shoal_cu_swiglu(c->hb, c->hb2, hp->ffn_dim, s)) || (e = shoal_cu_matvec(&L->down, c->hb, c->x, 1, s)))
+        return e;
+    return cudaSuccess;
+}
+
+static shoal_status_t validate(shoal_cuda_llama_ctx_t *c, const int32_t *tokens, int n, int pos0)
+{
+    if (!c || !tokens)
+        return shoal_fail(SHOAL_E_INVALID, "cuda llm: NULL argument");
+    if (c->dead)
+        return shoal_fail(SHOAL_E_DEVICE, "cuda llm: this context hit a device error earlier and is unusable");
+    if (n < 1)
+        return shoal_fail(SHOAL_E_INVALID, "cuda llm: %d tokens to evaluate", n);
+    if (pos0 < 0 || pos0 > c->n_past)
+        return shoal_fail(SHOAL_E_INVALID, "cuda llm: pos0 %d outside [0, n_past %d]", pos0, c->n_past);
+    if ((int64_t)pos0 + n > c->n_ctx)
+        return shoal_fail(SHOAL_E_LIMIT, "cuda llm: %d tokens at position %d exceed the context of %d by %lld", n, pos0,
+                          c->n_ctx, (long long)pos0 + n - c->n_ctx);
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= c->m->hp.vocab)
+            return shoal_fail(SHOAL_E_INVALID, "cuda llm: token %d at index %d is outside the vocabulary of %d",
+                              tokens[i], i, c->m->hp.vocab);
+    return SHOAL_OK;
+}
+
+/* Whether host pointer p (bytes) may be written by kernels in place: registered and mapped at the
+ * same address. */
+static bool device_writable(const void *p)
+{
+    struct cudaPointerAttributes a;
+    if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    return a.type == cudaMemoryTypeHost && a.devicePointer == p;
+}
+
+static shoal_status_t forward(shoal_cuda_llama_ctx_t *c, const int32_t *tokens, int n, int pos0, float *logits_out,
+                              int mode, int32_t *greedy_out)
+{
+    const shoal_llama_hparams_t *hp = &c->m->hp;
+    cudaStream_t s = c->stream;
+    cudaError_t e = cudaSetDevice(c->device);
+    if (e)
+        return cuda_fail(e, "cudaSetDevice");
+    /* h_io is reused by the next eval only after this one synchronised. */
+    for (int i = 0; i < n; i++) {
+        c->h_io[i] = tokens[i];
+        c->h_io[c->n_ctx + i] = pos0 + i;
+    }
+    const char *step = "copying tokens";
+    if ((e = cudaMemcpyAsync(c->d_io, c->h_io, (size_t)n * sizeof(int32_t), cudaMemcpyHostToDevice, s)) ||
+        (e = cudaMemcpyAsync(c->d_io + c->n_ctx, c->h_io + c->n_ctx, (size_t)n * sizeof(int32_t),
+                             cudaMemcpyHostToDevice, s)))
+        goto fail;
+    const bool in_place = logits_out && device_writable(logits_out);
+    step = "launching the forward pass";
+    for (int t = 0; t < n; t++) {
+        const int32_t *d_pos = c->d_io + c->n_ctx + t;
+        if ((e = shoal_cu_embed(&c->w->tok_embd, c->d_io + t, c->x, s)))
+            goto fail;
+        for (int l = 0; l < hp->n_layer; l++)
+            if ((e = layer_step(c, l, d_pos)))
+                goto fail;
+        const bool want = mode == SHOAL_LLAMA_LOGITS_ALL || (t == n - 1 && (mode == SHOAL_LLAMA_LOGITS_LAST || greedy_out));
+        if (!want)
+            continue;
+        float *dst = c->logits;
+        if (in_place && !greedy_out)
+            dst = logits_out + (mode == SHOAL_LLAMA_LOGITS_ALL ? (size_t)t * hp->vocab : 0);
+        if ((e = shoal_cu_rmsnorm(c->x, c->w->output_norm, c->xb, hp->dim, hp->rms_eps, s)) ||
+            (e = shoal_cu_matvec(&c->w->output, c->xb, dst, 0, s)))
+            goto fail;
+        if (greedy_out) {
+            if ((e = shoal_cu_argmax(c->logits, hp->vocab, c->d_io + 2 * c->n_ctx, s)) ||
+                (e = cudaMemcpyAsync(c->h_io + 2 * c->n_ctx, c->d_io + 2 * c->n_ctx, sizeof(int32_t),
+                                     cudaMemcpyDeviceToHost, s)))
+                goto fail;
+        } else if (!in_place) {
+            float *hdst = logits_out + (mode == SHOAL_LLAMA_LOGITS_ALL ? (size_t)t * hp->vocab : 0);
+            if ((e = cudaMemcpyAsync(hdst, c->logits, (size_t)hp->vocab * sizeof(float), cudaMemcpyDeviceToHost, s)))
+                goto fail;
+        }
+    }
+    step = "running the forward pass";
+    if ((e = cudaStreamSynchronize(s)))
+        goto fail;
+    c->n_past = pos0 + n;
+    if (greedy_out)
+        *greedy_out = c->h_io[2 * c->n_ctx];
+    return SHOAL_OK;
+fail:
+    /* A launch or execution error may poison the CUDA context: never use this one again. */
+    c->dead = true;
+    return cuda_fail(e, step);
+}
+
+shoal_status_t shoal_cuda_llama_eval(shoal_cuda_llama_ctx_t *c, const int32_t *tokens, int n, int pos0,
+                                     float *logits_out, int logits_mode)
+{
+    shoal_status_t s = validate(c, tokens, n, pos0);
+    if (s)
+        return s;
+    if (logits_mode < SHOAL_LLAMA_LOGITS_NONE || logits_mode > SHOAL_LLAMA_LOGITS_ALL)
+        return shoal_fail(SHOAL_E_INVALID, "cuda llm: logits mode %d", logits_mode);
+    if (logits_mode != SHOAL_LLAMA_LOGITS_NONE && !logits_out)
+        return shoal_fail(SHOAL_E_INVALID, "cuda llm: logits requested but no output buffer");
+    return forward(c, tokens, n, pos0, logits_out, logits_mode, NULL);
+}
+
+shoal_status_t shoal_cuda_llama_eval_greedy(shoal_cuda_llama_ctx_t *c, const int32_t *tokens, int n, int pos0,
+                                            int32_t *token_out)
+{
+    shoal_status_t s = validate(c, tokens, n, pos0);
+    if (s)
+        return s;
+    if (!token_out)
+        return shoal_fail(SHOAL_E_INVALID, "cuda llm: NULL token_out");
+    return forward(c, tokens, n, pos0, NULL, SHOAL_LLAMA_LOGITS_NONE, token_out);
+}
+
+void shoal_cuda_llama_reset(shoal_cuda_llama_ctx_t *c) { c->n_past = 0; }
+int shoal_cuda_llama_n_past(const shoal_cuda_llama_ctx_t *c) { return c->n_past; }
+int shoal_cuda_llama_n_ctx(const shoal_cuda_llama_ctx_t *c) { return c->n_ctx; }
+
+shoal_status_t shoal_cuda_llama_set_n_past(shoal_cuda_llama_ctx_t *c, int n_past)
+{
+    if (n_past < 0 || n_past > c->n_ctx)
+        return shoal_fail(SHOAL_E_INVALID, "cuda llm: n_past %d outside [0, %d]", n_past, c->n_ctx);
+    c->n_past = n_past;
+    return SHOAL_OK;
+}
+
+static shoal_status_t kv_copy(shoal_cuda_llama_ctx_t *c, int layer, int rows, float *k, float *v, bool to_host)
+{
+    const shoal_llama_hparams_t *hp = &c->m->hp;
+    if (layer < 0 || layer >= hp->n_layer || rows < 0 || rows > c->n_ctx || (rows && (!k || !v)))
+        return shoal_fail(SHOAL_E_INVALID, "cuda llm: KV copy of layer %d, %d rows (n_layer %d, n_ctx %d)", layer, rows,
+                          hp->n_layer, c->n_ctx);
+    if (c->dead)
+        return shoal_fail(SHOAL_E_DEVICE, "cuda llm: this context hit a device error earlier and is unusable");
+    float *kc = c->kv + (size_t)layer * 2 * c->n_ctx * hp->kv_dim, *vc = kc + (size_t)c->n_ctx * hp->kv_dim;
+    size_t bytes = (size_t)rows * hp->kv_dim * sizeof(float);
+    cudaError_t e;
+    if (to_host)
+        e = cudaMemcpyAsync(k, kc, bytes, cudaMemcpyDefault, c->stream);
+    else
+        e = cudaMemcpyAsync(kc, k, bytes, cudaMemcpyDefault, c->stream);
+    if (!e)
+        e = to_host ? cudaMemcpyAsync(v, vc, bytes, cudaMemcpyDefault, c->stream)
+                    : cudaMemcpyAsync(vc, v, bytes, cudaMemcpyDefault, c->stream);
+    if (!e)
+        e = cudaStreamSynchronize(c->stream);
+    return e ? cuda_fail(e, "KV copy") : SHOAL_OK;
+}
+
+shoal_status_t shoal_cuda_llama_kv_read(shoal_cuda_llama_ctx_t *c, int layer, int rows, float *k, float *v)
+{
+    return kv_copy(c, layer, rows, k, v, true);
+}
+
+shoal_status_t shoal_cuda_llama_kv_write(shoal_cuda_llama_ctx_t *c, int layer, int rows, const float *k,
+                                         const float *v)
+{
+    return kv_copy(c, layer, rows, (float *)k, (float *)v, false);
+}

@@ -1,0 +1,64 @@
+/* llm_cuda.h — the Llama forward pass on a CUDA GPU, mirroring model/llama.h.
+ *
+ * Weights: uploaded once per shoal_llama_model_t into device memory (repacked for 16-byte loads)
+ * and shared by every context of that model in the process; the upload is reference-counted and
+ * freed with the last context. Activations are float32 throughout and every dot product
+ * accumulates in float32 (the CPU path quantises activations to two 8-bit planes: the two differ
+ * by that rounding, see tests/test_cuda_llama.c for the tolerance).
+ *
+ * KV cache: float32, the CPU layout (per layer K then V, each (n_ctx, kv_dim) by position), in
+ * device memory by default; or, when params.kv_mapped is set, in host memory the caller has
+ * registered with cudaHostRegister(Mapped) (the guest's linear memory: zero-copy snapshots, at
+ * PCIe instead of HBM speed for attention reads).
+ *
+ * Prefill runs token by token through the decode kernels for now (correct, not yet fast: no GEMM).
+ * One context must not be used by two threads at once; contexts of one model may run in parallel
+ * threads (each has its own stream). Every CUDA error is reported as SHOAL_E_DEVICE with the
+ * failing step named; running out of device memory is SHOAL_E_NOMEM with the sizes. */
+#ifndef SHOAL_BACKEND_CUDA_LLM_CUDA_H
+#define SHOAL_BACKEND_CUDA_LLM_CUDA_H
+
+#include "model/llama.h"
+
+typedef struct shoal_cuda_llama_ctx shoal_cuda_llama_ctx_t;
+
+typedef struct shoal_cuda_llama_params {
+    int n_ctx;        /* KV positions; <= 0: min(n_ctx_train, 4096) */
+    int device;       /* CUDA device ordinal (default 0) */
+    float *kv_mapped; /* NULL: device-resident cache; else registered host memory of
+                       * shoal_cuda_llama_kv_bytes(model, n_ctx) bytes, 16-byte aligned */
+} shoal_cuda_llama_params_t;
+
+void shoal_cuda_llama_params_init(shoal_cuda_llama_params_t *p);
+/* Bytes of the KV cache of a context of n_ctx positions. */
+size_t shoal_cuda_llama_kv_bytes(const shoal_llama_model_t *m, int n_ctx);
+
+/* No usable device: SHOAL_E_DEVICE with the driver's message. Weight types or shapes the kernels
+ * do not handle: SHOAL_E_UNSUPPORTED naming the tensor. Device memory too small: SHOAL_E_NOMEM. */
+shoal_status_t shoal_cuda_llama_ctx_new(const shoal_llama_model_t *m, const shoal_cuda_llama_params_t *p,
+                                        shoal_cuda_llama_ctx_t **out);
+void shoal_cuda_llama_ctx_delete(shoal_cuda_llama_ctx_t *c);
+
+/* As shoal_llama_eval (same validation, same modes, same n_past rules). logits_out is host memory;
+ * if it is registered (mapped) host memory the kernels write the logits into it in place. */
+shoal_status_t shoal_cuda_llama_eval(shoal_cuda_llama_ctx_t *c, const int32_t *tokens, int n, int pos0,
+                                     float *logits_out, int logits_mode);
+/* Evaluates like shoal_cuda_llama_eval and picks the last token's greedy next token on the GPU:
+ * only the id crosses the bus. */
+shoal_status_t shoal_cuda_llama_eval_greedy(shoal_cuda_llama_ctx_t *c, const int32_t *tokens, int n, int pos0,
+                                            int32_t *token_out);
+void shoal_cuda_llama_reset(shoal_cuda_llama_ctx_t *c);
+int shoal_cuda_llama_n_past(const shoal_cuda_llama_ctx_t *c);
+int shoal_cuda_llama_n_ctx(const shoal_cuda_llama_ctx_t *c);
+shoal_status_t shoal_cuda_llama_set_n_past(shoal_cuda_llama_ctx_t *c, int n_past);
+
+/* Rows [0, rows) of layer `layer`'s K and V caches to / from host memory (kv_dim floats a row):
+ * snapshots. SHOAL_E_INVALID for a bad layer or rows outside [0, n_ctx]. */
+shoal_status_t shoal_cuda_llama_kv_read(shoal_cuda_llama_ctx_t *c, int layer, int rows, float *k, float *v);
+shoal_status_t shoal_cuda_llama_kv_write(shoal_cuda_llama_ctx_t *c, int layer, int rows, const float *k,
+                                         const float *v);
+
+/* Device bytes held by the shared weights of m (0 if not uploaded). */
+size_t shoal_cuda_llama_weight_bytes(const shoal_llama_model_t *m);
+
+#endif

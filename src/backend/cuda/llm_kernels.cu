@@ -1,0 +1,386 @@
+/* llm_kernels.cu — decode-step kernels of the Llama forward pass on CUDA: weight-streaming
+ * matvecs for F16, BF16, Q8_0, Q4_0, Q4_1 (dequantised in registers, fp32 accumulation), the
+ * embedding lookup, RMSNorm, RoPE + cache store, decode attention, SwiGLU and argmax.
+ *
+ * Matvec design: decode is bound by weight bytes, so one warp owns one row and each lane issues
+ * 16-byte loads of the (repacked, see llm_kernels.h) payload; 8 rows per 256-thread block. The
+ * activation vector x (at most 64 KB) is read through the read-only cache, where every warp of the
+ * SM shares it. Positions and tokens are read on the device so that one decode step is a fixed
+ * sequence of launches (a CUDA graph can replay it). */
+#include "backend/cuda/llm_kernels.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <math.h>
+
+namespace {
+
+constexpr int MV_THREADS = 256, MV_ROWS = MV_THREADS / 32;
+enum { T_F16 = 1, T_Q4_0 = 2, T_Q4_1 = 3, T_Q8_0 = 8, T_BF16 = 30 };
+
+__device__ __forceinline__ float warp_sum(float v)
+{
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float h2f(const __half *p, size_t i) { return __half2float(p[i]); }
+
+__device__ __forceinline__ void bf16x2(uint32_t w, float &a, float &b)
+{
+    a = __uint_as_float(w << 16);
+    b = __uint_as_float(w & 0xffff0000u);
+}
+
+template <int TYPE>
+__global__ void __launch_bounds__(MV_THREADS) matvec_kernel(const void *__restrict__ qs, const __half *__restrict__ dd,
+                                                            const __half *__restrict__ mm, const float *__restrict__ x,
+                                                            float *__restrict__ y, int n_in, int n_out, int accumulate)
+{
+    const int row = blockIdx.x * MV_ROWS + threadIdx.x / 32, lane = threadIdx.x & 31;
+    if (row >= n_out)
+        return;
+    float acc = 0.0f;
+    if (TYPE == T_F16 || TYPE == T_BF16) {
+        const uint4 *w = (const uint4 *)((const uint16_t *)qs + (size_t)row * n_in);
+        for (int j = lane; j < n_in / 8; j += 32) {
+            uint4 q = __ldg(w + j);
+            const float4 *xv = (const float4 *)(x + j * 8);
+            float4 x0 = __ldg(xv), x1 = __ldg(xv + 1);
+            float f[8];
+            if (TYPE == T_F16) {
+                const __half2 *h = (const __half2 *)&q;
+#pragma unroll
+                for (int k = 0; k < 4; k++) {
+                    float2 t = __half22float2(h[k]);
+                    f[2 * k] = t.x;
+                    f[2 * k + 1] = t.y;
+                }
+            } else {
+                bf16x2(q.x, f[0], f[1]);
+                bf16x2(q.y, f[2], f[3]);
+                bf16x2(q.z, f[4], f[5]);
+                bf16x2(q.w, f[6], f[7]);
+            }
+            acc += f[0] * x0.x + f[1] * x0.y + f[2] * x0.z + f[3] * x0.w + f[4] * x1.x + f[5] * x1.y + f[6] * x1.z +
+                   f[7] * x1.w;
+        }
+    } else if (TYPE == T_Q8_0) {
+        const int8_t *w = (const int8_t *)qs + (size_t)row * n_in;
+        const __half *d = dd + (size_t)row * (n_in / 32);
+        for (int j = lane * 16; j < n_in; j += 32 * 16) {
+            int4 q = __ldg((const int4 *)(w + j));
+            const int8_t *b = (const int8_t *)&q;
+            const float4 *xv = (const float4 *)(x + j);
+            float s = 0.0f;
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                float4 xx = __ldg(xv + k);
+                s += (float)b[4 * k] * xx.x + (float)b[4 * k + 1] * xx.y + (float)b[4 * k + 2] * xx.z +
+                     (float)b[4 * k + 3] * xx.w;
+            }
+            acc += s * __half2float(d[j / 32]);
+        }
+    } else { /* Q4_0, Q4_1: one 32-element block (16 bytes of nibbles) per lane per step */
+        const int nb = n_in / 32;
+        const uint4 *w = (const uint4 *)((const uint8_t *)qs + (size_t)row * (n_in / 2));
+        const __half *d = dd + (size_t)row * nb;
+        const __half *m = TYPE == T_Q4_1 ? mm + (size_t)row * nb : nullptr;
+        for (int b = lane; b < nb; b += 32) {
+            uint4 q = __ldg(w + b);
+            const uint8_t *p = (const uint8_t *)&q;
+            const float4 *xv = (const float4 *)(x + b * 32);
+            float s = 0.0f, sx = 0.0f;
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                float4 lo = __ldg(xv + k), hi = __ldg(xv + 4 + k);
+                float l0 = p[4 * k] & 15, l1 = p[4 * k + 1] & 15, l2 = p[4 * k + 2] & 15, l3 = p[4 * k + 3] & 15;
+                float h0 = p[4 * k] >> 4, h1 = p[4 * k + 1] >> 4, h2 = p[4 * k + 2] >> 4, h3 = p[4 * k + 3] >> 4;
+                s += l0 * lo.x + l1 * lo.y + l2 * lo.z + l3 * lo.w + h0 * hi.x + h1 * hi.y + h2 * hi.z + h3 * hi.w;
+                sx += lo.x + lo.y + lo.z + lo.w + hi.x + hi.y + hi.z + hi.w;
+            }
+            if (TYPE == T_Q4_0)
+                acc += __half2float(d[b]) * (s - 8.0f * sx);
+            else
+                acc += __half2float(d[b]) * s + __half2float(m[b]) * sx;
+        }
+    }
+    acc = warp_sum(acc);
+    if (lane == 0)
+        y[row] = accumulate ? y[row] + acc : acc;
+}
+
+__device__ float dequant(const shoal_cu_mat_t &e, size_t row, int j)
+{
+    const int n = e.n_in;
+    switch (e.type) {
+    case T_F16: return h2f((const __half *)e.qs, row * n + j);
+    case T_BF16: return __uint_as_float((uint32_t)((const uint16_t *)e.qs)[row * n + j] << 16);
+    case T_Q8_0: return (float)((const int8_t *)e.qs)[row * n + j] * h2f((const __half *)e.d, row * (n / 32) + j / 32);
+    default: {
+        const uint8_t *q = (const uint8_t *)e.qs + row * (n / 2) + (j / 32) * 16;
+        int k = j % 32, v = k < 16 ? (q[k] & 15) : (q[k - 16] >> 4);
+        float d = h2f((const __half *)e.d, row * (n / 32) + j / 32);
+        if (e.type == T_Q4_0)
+            return d * (float)(v - 8);
+        return d * (float)v + h2f((const __half *)e.m, row * (n / 32) + j / 32);
+    }
+    }
+}
+
+__global__ void embed_kernel(shoal_cu_mat_t e, const int32_t *__restrict__ token, float *__restrict__ x)
+{
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j < e.n_in)
+        x[j] = dequant(e, (size_t)*token, j);
+}
+
+__device__ float block_sum(float v, float *sh)
+{
+    v = warp_sum(v);
+    const int lane = threadIdx.x & 31, wid = threadIdx.x / 32, nw = (blockDim.x + 31) / 32;
+    __syncthreads(); // sh may still be read by a previous call
+    if (lane == 0)
+        sh[wid] = v;
+    __syncthreads();
+    v = lane < nw ? sh[lane] : 0.0f;
+    return warp_sum(v);
+}
+
+__global__ void rmsnorm_kernel(const float *__restrict__ x, const float *__restrict__ w, float *__restrict__ out, int n,
+                               float eps)
+{
+    __shared__ float sh[32];
+    float s = 0.0f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x)
+        s += x[i] * x[i];
+    s = block_sum(s, sh);
+    const float r = 1.0f / sqrtf(s / (float)n + eps);
+    for (int i = threadIdx.x; i < n; i += blockDim.x)
+        out[i] = x[i] * r * w[i];
+}
+
+/* One thread per rotated pair of q or k; the angle in double, as on the CPU (pos * theta loses its
+ * phase in float at late positions). The first kv_dim threads also store v (and any unrotated
+ * tail of k) into the cache rows. */
+__global__ void rope_store_kernel(float *__restrict__ q, const float *__restrict__ k, const float *__restrict__ v,
+                                  float *__restrict__ kc, float *__restrict__ vc, const float *__restrict__ inv_freq,
+                                  const int32_t *__restrict__ posp, int n_head, int n_kv, int hd, int rope_dim)
+{
+    const int pos = *posp, half = rope_dim / 2, kv_dim = n_kv * hd;
+    const int idx = blockIdx.x * blockDim.x + threadIdx.x;
+    float *krow = kc + (size_t)pos * kv_dim, *vrow = vc + (size_t)pos * kv_dim;
+    if (idx < kv_dim) {
+        vrow[idx] = v[idx];
+        if (idx % hd >= rope_dim) // rotated dims are stored by their pair's thread below
+            krow[idx] = k[idx];
+    }
+    const int n_pairs = (n_head + n_kv) * half;
+    if (idx >= n_pairs)
+        return;
+    const int head = idx / half, i = idx % half;
+    double sn, cs;
+    sincos((double)pos * (double)inv_freq[i], &sn, &cs);
+    const float c = (float)cs, s = (float)sn;
+    // k is read from its matvec output and stored rotated straight into the cache row.
+    if (head < n_head) {
+        float *p = q + head * hd + 2 * i;
+        float a = p[0], b = p[1];
+        p[0] = a * c - b * s;
+        p[1] = a * s + b * c;
+    } else {
+        const int kh = head - n_head;
+        const float *p = k + kh * hd + 2 * i;
+        float a = p[0], b = p[1];
+        krow[kh * hd + 2 * i] = a * c - b * s;
+        krow[kh * hd + 2 * i + 1] = a * s + b * c;
+    }
+}
+
+/* One block per query head. Scores for every position go to shared memory; softmax; then each
+ * thread sums one output dimension over a strided subset of positions and the subsets merge. */
+constexpr int ATT_THREADS = 256;
+
+__global__ void __launch_bounds__(ATT_THREADS) attention_kernel(const float *__restrict__ q, const float *__restrict__ kc,
+                                                               const float *__restrict__ vc,
+                                                               const int32_t *__restrict__ posp, float *__restrict__ out,
+                                                               int n_head, int n_kv, int hd)
+{
+    extern __shared__ float smem[];
+    __shared__ float red[32];
+    const int h = blockIdx.x, kvh = h / (n_head / n_kv), kv_dim = n_kv * hd, n = *posp + 1;
+    float *qs = smem, *sc = smem + hd, *part = sc + n; // part: (ATT_THREADS) partial sums
+    for (int i = threadIdx.x; i < hd; i += blockDim.x)
+        qs[i] = q[h * hd + i];
+    __syncthreads();
+    const float scale = rsqrtf((float)hd);
+    // scores: one warp per position, lanes over the head dimension
+    const int lane = threadIdx.x & 31, wid = threadIdx.x / 32, nw = blockDim.x / 32;
+    for (int p = wid; p < n; p += nw) {
+        const float *kr = kc + (size_t)p * kv_dim + kvh * hd;
+        float s = 0.0f;
+        for (int i = lane; i < hd; i += 32)
+            s += qs[i] * kr[i];
+        s = warp_sum(s);
+        if (lane == 0)
+            sc[p] = s * scale;
+    }
+    __syncthreads();
+    float mx = -INFINITY;
+    for (int p = threadIdx.x; p < n; p += blockDim.x)
+        mx = fmaxf(mx, sc[p]);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    if (lane == 0)
+        red[wid] = mx;
+    __syncthreads();
+    mx = -INFINITY;
+    for (int i = 0; i < nw; i++)
+        mx = fmaxf(mx, red[i]);
+    float l = 0.0f;
+    for (int p = threadIdx.x; p < n; p += blockDim.x) {
+        float e = expf(sc[p] - mx);
+        sc[p] = e;
+        l += e;
+    }
+    l = block_sum(l, red); // also orders the sc writes before the reads below
+    // weighted sum of V: thread t takes dimension t % hd over positions congruent to t / hd
+    const int groups = blockDim.x / hd;
+    const int dmn = threadIdx.x % hd, g = threadIdx.x / hd;
+    float acc = 0.0f;
+    if (g < groups)
+        for (int p = g; p < n; p += groups)
+            acc += sc[p] * vc[(size_t)p * kv_dim + kvh * hd + dmn];
+    part[threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.x < hd) {
+        float s = 0.0f;
+        for (int i = 0; i < groups; i++)
+            s += part[i * hd + threadIdx.x];
+        out[h * hd + threadIdx.x] = s / l;
+    }
+}
+
+__global__ void swiglu_kernel(float *__restrict__ g, const float *__restrict__ u, int n)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        float z = g[i];
+        g[i] = z / (1.0f + expf(-z)) * u[i];
+    }
+}
+
+__global__ void argmax_kernel(const float *__restrict__ x, int n, int32_t *__restrict__ out)
+{
+    __shared__ float bv[32];
+    __shared__ int bi[32];
+    float best = -INFINITY;
+    int idx = 0x7fffffff;
+    for (int i = threadIdx.x; i < n; i += blockDim.x)
+        if (x[i] > best) {
+            best = x[i];
+            idx = i;
+        }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        float ov = __shfl_xor_sync(0xffffffffu, best, o);
+        int oi = __shfl_xor_sync(0xffffffffu, idx, o);
+        if (ov > best || (ov == best && oi < idx)) {
+            best = ov;
+            idx = oi;
+        }
+    }
+    const int lane = threadIdx.x & 31, wid = threadIdx.x / 32;
+    if (lane == 0) {
+        bv[wid] = best;
+        bi[wid] = idx;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 1; w < (int)(blockDim.x / 32); w++)
+            if (bv[w] > best || (bv[w] == best && bi[w] < idx)) {
+                best = bv[w];
+                idx = bi[w];
+            }
+        *out = idx == 0x7fffffff ? 0 : idx;
+    }
+}
+
+size_t attention_smem(int hd, int n_ctx) { return (size_t)(hd + n_ctx + ATT_THREADS) * sizeof(float); }
+
+} // namespace
+
+extern "C" {
+
+cudaError_t shoal_cu_matvec(const shoal_cu_mat_t *w, const float *x, float *y, int accumulate, cudaStream_t s)
+{
+    dim3 grid((unsigned)((w->n_out + MV_ROWS - 1) / MV_ROWS));
+    const __half *d = (const __half *)w->d, *m = (const __half *)w->m;
+    switch (w->type) {
+    case T_F16: matvec_kernel<T_F16><<<grid, MV_THREADS, 0, s>>>(w->qs, d, m, x, y, w->n_in, w->n_out, accumulate); break;
+    case T_BF16: matvec_kernel<T_BF16><<<grid, MV_THREADS, 0, s>>>(w->qs, d, m, x, y, w->n_in, w->n_out, accumulate); break;
+    case T_Q8_0: matvec_kernel<T_Q8_0><<<grid, MV_THREADS, 0, s>>>(w->qs, d, m, x, y, w->n_in, w->n_out, accumulate); break;
+    case T_Q4_0: matvec_kernel<T_Q4_0><<<grid, MV_THREADS, 0, s>>>(w->qs, d, m, x, y, w->n_in, w->n_out, accumulate); break;
+    case T_Q4_1: matvec_kernel<T_Q4_1><<<grid, MV_THREADS, 0, s>>>(w->qs, d, m, x, y, w->n_in, w->n_out, accumulate); break;
+    default: return cudaErrorInvalidValue;
+    }
+    return cudaGetLastError();
+}
+
+cudaError_t shoal_cu_embed(const shoal_cu_mat_t *e, const int32_t *token, float *x, cudaStream_t s)
+{
+    embed_kernel<<<(e->n_in + 255) / 256, 256, 0, s>>>(*e, token, x);
+    return cudaGetLastError();
+}
+
+cudaError_t shoal_cu_rmsnorm(const float *x, const float *w, float *out, int n, float eps, cudaStream_t s)
+{
+    rmsnorm_kernel<<<1, 1024, 0, s>>>(x, w, out, n, eps);
+    return cudaGetLastError();
+}
+
+cudaError_t shoal_cu_rope_store(float *q, const float *k, const float *v, float *kcache, float *vcache,
+                                const float *inv_freq, const int32_t *pos, int n_head, int n_kv, int head_dim,
+                                int rope_dim, cudaStream_t s)
+{
+    int work = (n_head + n_kv) * (rope_dim / 2);
+    if (work < n_kv * head_dim)
+        work = n_kv * head_dim;
+    rope_store_kernel<<<(work + 127) / 128, 128, 0, s>>>(q, k, v, kcache, vcache, inv_freq, pos, n_head, n_kv,
+                                                         head_dim, rope_dim);
+    return cudaGetLastError();
+}
+
+cudaError_t shoal_cu_attention_prepare(int n_ctx)
+{
+    // llm_cuda.c accepts head dimensions up to ATT_THREADS
+    size_t bytes = attention_smem(ATT_THREADS, n_ctx);
+    if (bytes <= 48 * 1024)
+        return cudaSuccess;
+    return cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+}
+
+cudaError_t shoal_cu_attention(const float *q, const float *kcache, const float *vcache, const int32_t *pos,
+                               float *out, int n_head, int n_kv, int head_dim, int n_ctx, cudaStream_t s)
+{
+    attention_kernel<<<n_head, ATT_THREADS, attention_smem(head_dim, n_ctx), s>>>(q, kcache, vcache, pos, out, n_head,
+                                                                                 n_kv, head_dim);
+    return cudaGetLastError();
+}
+
+cudaError_t shoal_cu_swiglu(float *g, const float *u, int n, cudaStream_t s)
+{
+    swiglu_kernel<<<(n + 255) / 256, 256, 0, s>>>(g, u, n);
+    return cudaGetLastError();
+}
+
+cudaError_t shoal_cu_argmax(const float *x, int n, int32_t *out, cudaStream_t s)
+{
+    argmax_kernel<<<1, 1024, 0, s>>>(x, n, out);
+    return cudaGetLastError();
+}
+
+} // extern "C"

@@ -1,0 +1,53 @@
+/* llm_kernels.h — C entry points of the transformer kernels (llm_kernels.cu) used by llm_cuda.c.
+ *
+ * Weight matrices live on the device in a repacked form (llm_cuda.c does the repacking at upload)
+ * so every lane of a warp reads 16 aligned bytes at a time:
+ *   F16/BF16: the GGUF rows as they are (n_in % 8 == 0).
+ *   Q8_0:     qs (rows, n_in) int8, then d (rows, n_in/32) f16.
+ *   Q4_0:     qs (rows, n_in/2) nibbles as in the file's blocks, then d (rows, n_in/32) f16.
+ *   Q4_1:     qs as Q4_0, then d and m (rows, n_in/32) f16 each.
+ * All activations are float32 and every dot product accumulates in float32. */
+#ifndef SHOAL_BACKEND_CUDA_LLM_KERNELS_H
+#define SHOAL_BACKEND_CUDA_LLM_KERNELS_H
+
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct shoal_cu_mat {
+    const void *qs;     /* device: element payload (see above) */
+    const void *d;      /* device: per-block f16 scales (quantised types), else NULL */
+    const void *m;      /* device: per-block f16 minimums (Q4_1), else NULL */
+    uint32_t type;      /* ggml type id */
+    int n_in, n_out;
+} shoal_cu_mat_t;
+
+/* y[r] (+)= W[r,:] . x for r < W.n_out; accumulate adds into y (the residual). */
+cudaError_t shoal_cu_matvec(const shoal_cu_mat_t *w, const float *x, float *y, int accumulate, cudaStream_t s);
+/* x = row `*token` of the embedding matrix, dequantised (token read on the device). */
+cudaError_t shoal_cu_embed(const shoal_cu_mat_t *e, const int32_t *token, float *x, cudaStream_t s);
+/* out = x / sqrt(mean(x^2) + eps) * w, n <= 65536. */
+cudaError_t shoal_cu_rmsnorm(const float *x, const float *w, float *out, int n, float eps, cudaStream_t s);
+/* Rotates q (n_head heads) and k (n_kv heads) at position *pos, then stores k and v into row *pos
+ * of the layer's caches (rows of kv_dim floats). */
+cudaError_t shoal_cu_rope_store(float *q, const float *k, const float *v, float *kcache, float *vcache,
+                                const float *inv_freq, const int32_t *pos, int n_head, int n_kv, int head_dim,
+                                int rope_dim, cudaStream_t s);
+/* Decode attention of every query head over cache rows [0, *pos + 1): out (n_head, head_dim). */
+cudaError_t shoal_cu_attention(const float *q, const float *kcache, const float *vcache, const int32_t *pos,
+                               float *out, int n_head, int n_kv, int head_dim, int n_ctx, cudaStream_t s);
+/* g = silu(g) * u */
+cudaError_t shoal_cu_swiglu(float *g, const float *u, int n, cudaStream_t s);
+/* *out = argmax x (first index on ties). */
+cudaError_t shoal_cu_argmax(const float *x, int n, int32_t *out, cudaStream_t s);
+/* Raises the attention kernel's dynamic shared memory limit for contexts of n_ctx positions. */
+cudaError_t shoal_cu_attention_prepare(int n_ctx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,370 @@
+/* test_cuda_llama.c — the CUDA forward pass (backend/cuda/llm_cuda.h) against the CPU one and, for
+ * SmolLM2, against the float64 fixture; 64 greedy steps identical to the CPU's; mapped KV cache,
+ * in-place logits and KV snapshot round trips bit-identical to the default paths; bad calls and
+ * device out-of-memory give clear errors. Skips (with the reason) without a GPU.
+ *
+ * Model: $SHOAL_CUDA_LLAMA_MODEL, else SmolLM2 from $SHOAL_DEPS/models, else a small random model
+ * written by make_llama_gguf ($SHOAL_BUILD_DIR) with the Llama 3.2 1B head layout.
+ *
+ * Tolerances. The GPU keeps activations in float32 and accumulates in float32 (exp and rsqrt from
+ * the fast-math intrinsics); the CPU quantises activations to two 8-bit planes (~15 bits, within
+ * 0.0093 of float64 on SmolLM2, test_llama.c). So on SmolLM2 (logits span about [-30, 37]):
+ * GPU vs float64 fixture max |err| <= 0.02 (float32 rounding through 30 layers is ~1e-3; 0.02 is
+ * the CPU's bound halved), GPU vs CPU <= 0.05 (the CPU's own bound to float64 plus the GPU's). On
+ * other models the bound scales with the logits: 0.05 * max(1, max |logit| / 30). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifdef SHOAL_HAVE_CUDA
+#include <cuda_runtime_api.h>
+
+#include "backend/cuda/llm_cuda.h"
+#include "model/gguf.h"
+#include "model/llama.h"
+
+typedef struct fixture {
+    shoal_gguf_t *g;
+    shoal_llama_model_t *m;
+    bool smollm2;
+    char path[4096];
+} fixture_t;
+
+static fixture_t F;
+static const char *g_skip;
+
+static int group_setup(void **state)
+{
+    (void)state;
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n == 0) {
+        g_skip = e != cudaSuccess ? cudaGetErrorString(e) : "no CUDA device";
+        return 0;
+    }
+    const char *env = getenv("SHOAL_CUDA_LLAMA_MODEL"), *deps = getenv("SHOAL_DEPS"), *bd = getenv("SHOAL_BUILD_DIR");
+    if (env) {
+        snprintf(F.path, sizeof F.path, "%s", env);
+    } else {
+        snprintf(F.path, sizeof F.path, "%s/models/SmolLM2-135M-Instruct.Q4_1.gguf", deps ? deps : ".deps");
+        if (access(F.path, R_OK) != 0) {
+            char cmd[8192];
+            snprintf(F.path, sizeof F.path, "/tmp/shoal_cuda_llama_%d.gguf", (int)getpid());
+            snprintf(cmd, sizeof cmd,
+                     "'%s/make_llama_gguf' --layers 4 --dim 512 --ffn 1536 --heads 8 --kv-heads 2 --vocab 4096 "
+                     "--type q8_0 --seed 3 --out '%s' >/dev/null",
+                     bd ? bd : ".", F.path);
+            if (system(cmd) != 0) {
+                g_skip = "no model: SmolLM2 missing and make_llama_gguf failed";
+                return 0;
+            }
+        }
+    }
+    if (shoal_gguf_open(F.path, &F.g) != SHOAL_OK || shoal_llama_model_new(F.g, &F.m) != SHOAL_OK) {
+        fprintf(stderr, "cannot load %s: %s\n", F.path, shoal_last_error());
+        return -1;
+    }
+    F.smollm2 = strstr(F.path, "SmolLM2-135M") != NULL && F.m->hp.vocab == 49152;
+    print_message("model %s: %d layers, dim %d, vocab %d, %s weights\n", F.path, F.m->hp.n_layer, F.m->hp.dim,
+                  F.m->hp.vocab, F.m->layers[0].w_up.type == 8 ? "Q8_0" : "other");
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    shoal_llama_model_delete(F.m);
+    shoal_gguf_close(F.g);
+    if (strncmp(F.path, "/tmp/shoal_cuda_llama_", 22) == 0)
+        unlink(F.path);
+    return 0;
+}
+
+#define NEED_GPU()                                                                                             \
+    do {                                                                                                       \
+        if (g_skip) {                                                                                          \
+            print_message("[  SKIP    ] %s\n", g_skip);                                                       \
+            skip();                                                                                            \
+        }                                                                                                      \
+    } while (0)
+
+static void prompt_tokens(int32_t *t, int n)
+{
+    int v = F.m->hp.vocab < 256 ? F.m->hp.vocab : 256;
+    uint32_t x = 12345;
+    for (int i = 0; i < n; i++) {
+        x = x * 1103515245u + 12345u;
+        t[i] = (int32_t)((x >> 8) % (uint32_t)v);
+    }
+}
+
+static float max_abs(const float *a, size_t n)
+{
+    float m = 0;
+    for (size_t i = 0; i < n; i++)
+        m = fmaxf(m, fabsf(a[i]));
+    return m;
+}
+
+static float max_diff(const float *a, const float *b, size_t n)
+{
+    float m = 0;
+    for (size_t i = 0; i < n; i++) {
+        float d = fabsf(a[i] - b[i]);
+        if (!(d <= m)) /* NaN fails */
+            m = isnan(d) ? INFINITY : d;
+    }
+    return m;
+}
+
+static int argmax(const float *x, int n)
+{
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b])
+            b = i;
+    return b;
+}
+
+/* ---- against the CPU: every position's logits, then 64 greedy steps */
+
+static void test_logits_and_greedy_vs_cpu(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    const int V = F.m->hp.vocab, NP = 12, NG = 64;
+    int32_t toks[12];
+    prompt_tokens(toks, NP);
+    float *cpu = malloc(sizeof(float) * (size_t)V * NP), *gpu = malloc(sizeof(float) * (size_t)V * NP);
+    shoal_llama_ctx_t *cc;
+    shoal_cuda_llama_ctx_t *gc;
+    assert_int_equal(shoal_llama_ctx_new(F.m, NULL, NULL, &cc), SHOAL_OK);
+    assert_int_equal(shoal_cuda_llama_ctx_new(F.m, NULL, &gc), SHOAL_OK);
+    assert_int_equal(shoal_llama_eval(cc, toks, NP, 0, cpu, SHOAL_LLAMA_LOGITS_ALL), SHOAL_OK);
+    for (size_t i = 0; i < (size_t)V * NP; i++)
+        gpu[i] = NAN; /* poison: every element must be written */
+    assert_int_equal(shoal_cuda_llama_eval(gc, toks, NP, 0, gpu, SHOAL_LLAMA_LOGITS_ALL), SHOAL_OK);
+    float scale = fmaxf(1.0f, max_abs(cpu, (size_t)V * NP) / 30.0f), d = max_diff(cpu, gpu, (size_t)V * NP);
+    print_message("GPU vs CPU logits over %d positions: max |diff| %.3g (max |logit| %.3g, tolerance %.3g)\n", NP, d,
+                  max_abs(cpu, (size_t)V * NP), 0.05 * scale);
+    assert_true(d <= 0.05f * scale);
+    for (int p = 0; p < NP; p++)
+        assert_int_equal(argmax(cpu + (size_t)p * V, V), argmax(gpu + (size_t)p * V, V));
+
+    /* 64 greedy steps: CPU argmax of its logits, GPU argmax on the device (only the id comes back). */
+    int32_t next_c = argmax(cpu + (size_t)(NP - 1) * V, V), next_g = next_c;
+    int pos = NP, first_diff = -1;
+    for (int s = 0; s < NG; s++) {
+        int32_t tc = next_c, tg = next_g;
+        assert_int_equal(shoal_llama_eval(cc, &tc, 1, pos, cpu, SHOAL_LLAMA_LOGITS_LAST), SHOAL_OK);
+        next_c = argmax(cpu, V);
+        assert_int_equal(shoal_cuda_llama_eval_greedy(gc, &tg, 1, pos, &next_g), SHOAL_OK);
+        if (next_c != next_g && first_diff < 0)
+            first_diff = s;
+        pos++;
+        next_g = next_c; /* keep both on the CPU's sequence so a difference is reported where it arises */
+    }
+    print_message("greedy: %d steps, first difference at %d\n", NG, first_diff);
+    assert_int_equal(first_diff, -1);
+    assert_int_equal(shoal_cuda_llama_n_past(gc), NP + NG);
+    shoal_cuda_llama_ctx_delete(gc);
+    shoal_llama_ctx_delete(cc);
+    free(cpu);
+    free(gpu);
+}
+
+/* ---- SmolLM2 only: against the float64 fixture */
+
+static void test_vs_float64_fixture(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    if (!F.smollm2) {
+        print_message("[  SKIP    ] the float64 fixture is for SmolLM2; model is %s\n", F.path);
+        skip();
+    }
+    const char *src = getenv("SHOAL_SOURCE_DIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/fixtures/logits_smollm2.bin", src ? src : ".");
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        print_message("[  SKIP    ] %s missing\n", path);
+        skip();
+    }
+    char magic[8];
+    uint32_t hdr[4];
+    assert_int_equal(fread(magic, 1, 8, f), 8);
+    assert_memory_equal(magic, "SHOALLG1", 8);
+    assert_int_equal(fread(hdr, 4, 4, f), 4);
+    const int V = (int)hdr[1], n_prompts = (int)hdr[2], n_greedy = (int)hdr[3];
+    assert_int_equal(V, 49152);
+    shoal_cuda_llama_ctx_t *gc;
+    assert_int_equal(shoal_cuda_llama_ctx_new(F.m, NULL, &gc), SHOAL_OK);
+    float worst = 0;
+    for (int p = 0; p < n_prompts; p++) {
+        uint32_t nt[2];
+        assert_int_equal(fread(nt, 4, 2, f), 2);
+        int n = (int)nt[0];
+        int32_t *ids = malloc(sizeof(int32_t) * (size_t)(n + n_greedy));
+        float *ref = malloc(sizeof(float) * (size_t)n * V), *got = malloc(sizeof(float) * (size_t)n * V);
+        assert_int_equal(fread(ids, 4, (size_t)(n + n_greedy), f), (size_t)(n + n_greedy));
+        assert_int_equal(fread(ref, 4, (size_t)n * V, f), (size_t)n * V);
+        assert_int_equal(shoal_cuda_llama_eval(gc, ids, n, 0, got, SHOAL_LLAMA_LOGITS_ALL), SHOAL_OK);
+        float d = max_diff(ref, got, (size_t)n * V);
+        worst = fmaxf(worst, d);
+        for (int t = 0; t < n; t++)
+            assert_int_equal(argmax(ref + (size_t)t * V, V), argmax(got + (size_t)t * V, V));
+        /* The reference's greedy continuation, token by token on the GPU. */
+        int32_t next;
+        assert_int_equal(shoal_cuda_llama_eval_greedy(gc, ids + n - 1, 1, n - 1, &next), SHOAL_OK);
+        for (int g = 0; g < n_greedy; g++) {
+            assert_int_equal(next, ids[n + g]);
+            assert_int_equal(shoal_cuda_llama_eval_greedy(gc, &ids[n + g], 1, n + g, &next), SHOAL_OK);
+        }
+        free(ids);
+        free(ref);
+        free(got);
+    }
+    fclose(f);
+    print_message("GPU vs float64 fixture: max |err| %.3g over %d prompts (tolerance 0.02)\n", worst, n_prompts);
+    assert_true(worst <= 0.02f);
+    shoal_cuda_llama_ctx_delete(gc);
+}
+
+/* ---- mapped KV cache, in-place logits, KV snapshot: bit-identical to the default paths */
+
+static void test_mapped_kv_inplace_snapshot(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    const int V = F.m->hp.vocab, NP = 8, L = F.m->hp.n_layer, kvd = F.m->hp.kv_dim;
+    int32_t toks[9];
+    prompt_tokens(toks, NP + 1);
+    shoal_cuda_llama_params_t p;
+    shoal_cuda_llama_params_init(&p);
+    p.n_ctx = 64;
+    shoal_cuda_llama_ctx_t *a, *b, *r;
+    assert_int_equal(shoal_cuda_llama_ctx_new(F.m, &p, &a), SHOAL_OK);
+    size_t kvb = shoal_cuda_llama_kv_bytes(F.m, 64);
+    float *kvhost = aligned_alloc(4096, (kvb + 4095) / 4096 * 4096);
+    assert_int_equal(cudaHostRegister(kvhost, (kvb + 4095) / 4096 * 4096, cudaHostRegisterMapped), cudaSuccess);
+    p.kv_mapped = kvhost;
+    assert_int_equal(shoal_cuda_llama_ctx_new(F.m, &p, &b), SHOAL_OK);
+
+    float *la = malloc(sizeof(float) * (size_t)V), *lb;
+    assert_int_equal(cudaHostAlloc((void **)&lb, sizeof(float) * (size_t)V, cudaHostAllocMapped), cudaSuccess);
+    assert_int_equal(shoal_cuda_llama_eval(a, toks, NP, 0, la, SHOAL_LLAMA_LOGITS_LAST), SHOAL_OK);
+    assert_int_equal(shoal_cuda_llama_eval(b, toks, NP, 0, lb, SHOAL_LLAMA_LOGITS_LAST), SHOAL_OK);
+    assert_memory_equal(la, lb, sizeof(float) * (size_t)V);
+
+    /* KV snapshot of a, restored into a fresh context r: the next step is bit-identical. */
+    float *k = malloc(sizeof(float) * (size_t)NP * kvd), *v = malloc(sizeof(float) * (size_t)NP * kvd);
+    p.kv_mapped = NULL;
+    assert_int_equal(shoal_cuda_llama_ctx_new(F.m, &p, &r), SHOAL_OK);
+    for (int l = 0; l < L; l++) {
+        assert_int_equal(shoal_cuda_llama_kv_read(a, l, NP, k, v), SHOAL_OK);
+        /* the mapped cache of b holds the same rows, in the CPU layout */
+        assert_memory_equal(k, kvhost + (size_t)l * 2 * 64 * kvd, sizeof(float) * (size_t)NP * kvd);
+        assert_int_equal(shoal_cuda_llama_kv_write(r, l, NP, k, v), SHOAL_OK);
+    }
+    assert_int_equal(shoal_cuda_llama_set_n_past(r, NP), SHOAL_OK);
+    assert_int_equal(shoal_cuda_llama_eval(a, toks + NP, 1, NP, la, SHOAL_LLAMA_LOGITS_LAST), SHOAL_OK);
+    assert_int_equal(shoal_cuda_llama_eval(r, toks + NP, 1, NP, lb, SHOAL_LLAMA_LOGITS_LAST), SHOAL_OK);
+    assert_memory_equal(la, lb, sizeof(float) * (size_t)V);
+    assert_int_equal(shoal_cuda_llama_kv_read(a, L, 1, k, v), SHOAL_E_INVALID);
+    assert_int_equal(shoal_cuda_llama_kv_read(a, 0, 65, k, v), SHOAL_E_INVALID);
+
+    shoal_cuda_llama_ctx_delete(a);
+    shoal_cuda_llama_ctx_delete(b);
+    shoal_cuda_llama_ctx_delete(r);
+    cudaHostUnregister(kvhost);
+    free(kvhost);
+    cudaFreeHost(lb);
+    free(la);
+    free(k);
+    free(v);
+}
+
+/* ---- bad calls and device out-of-memory */
+
+static void test_errors_and_oom(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    shoal_cuda_llama_params_t p;
+    shoal_cuda_llama_params_init(&p);
+    p.n_ctx = 16;
+    shoal_cuda_llama_ctx_t *c;
+    assert_int_equal(shoal_cuda_llama_ctx_new(F.m, &p, &c), SHOAL_OK);
+    float *lg = malloc(sizeof(float) * (size_t)F.m->hp.vocab);
+    int32_t bad = F.m->hp.vocab, ok[17] = {0};
+    assert_int_equal(shoal_cuda_llama_eval(c, &bad, 1, 0, lg, SHOAL_LLAMA_LOGITS_LAST), SHOAL_E_INVALID);
+    assert_int_equal(shoal_cuda_llama_eval(c, ok, 1, 1, lg, SHOAL_LLAMA_LOGITS_LAST), SHOAL_E_INVALID);
+    assert_int_equal(shoal_cuda_llama_eval(c, ok, 17, 0, lg, SHOAL_LLAMA_LOGITS_LAST), SHOAL_E_LIMIT);
+    assert_int_equal(shoal_cuda_llama_eval(c, ok, 1, 0, NULL, SHOAL_LLAMA_LOGITS_LAST), SHOAL_E_INVALID);
+    assert_int_equal(shoal_cuda_llama_eval(c, ok, 1, 0, lg, 7), SHOAL_E_INVALID);
+    p.kv_mapped = lg; /* not registered */
+    shoal_cuda_llama_ctx_t *c2 = NULL;
+    assert_int_equal(shoal_cuda_llama_ctx_new(F.m, &p, &c2), SHOAL_E_INVALID);
+    assert_null(c2);
+    /* the context still works after refused calls */
+    assert_int_equal(shoal_cuda_llama_eval(c, ok, 2, 0, lg, SHOAL_LLAMA_LOGITS_LAST), SHOAL_OK);
+    shoal_cuda_llama_ctx_delete(c);
+    assert_int_equal(shoal_cuda_llama_weight_bytes(F.m), 0); /* freed with the last context */
+
+    /* Out of device memory: hold all but a quarter of the file's size, then ask for the weights. */
+    size_t free_b, total_b;
+    assert_int_equal(cudaMemGetInfo(&free_b, &total_b), cudaSuccess);
+    size_t hold = free_b - (size_t)shoal_gguf_file_size(F.g) / 4;
+    void *hog = NULL;
+    while (cudaMalloc(&hog, hold) != cudaSuccess && hold > (64u << 20)) {
+        cudaGetLastError();
+        hold -= 64u << 20;
+    }
+    assert_non_null(hog);
+    p.kv_mapped = NULL;
+    shoal_status_t s = shoal_cuda_llama_ctx_new(F.m, &p, &c);
+    print_message("OOM: %s\n", shoal_last_error());
+    assert_int_equal(s, SHOAL_E_NOMEM);
+    assert_non_null(strstr(shoal_last_error(), "device out of memory"));
+    cudaFree(hog);
+    assert_int_equal(shoal_cuda_llama_ctx_new(F.m, &p, &c), SHOAL_OK);
+    assert_int_equal(shoal_cuda_llama_eval(c, ok, 1, 0, lg, SHOAL_LLAMA_LOGITS_LAST), SHOAL_OK);
+    shoal_cuda_llama_ctx_delete(c);
+    free(lg);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_logits_and_greedy_vs_cpu),
+        cmocka_unit_test(test_vs_float64_fixture),
+        cmocka_unit_test(test_mapped_kv_inplace_snapshot),
+        cmocka_unit_test(test_errors_and_oom),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
+
+#else /* !SHOAL_HAVE_CUDA */
+
+static void test_cuda_not_built(void **state)
+{
+    (void)state;
+    print_message("[  SKIP    ] libshoal was built without nvcc: no CUDA LLM to test\n");
+    skip();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_cuda_not_built)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
+#endif
