@@ -147,6 +147,17 @@ int main(int argc, char **argv)
     double pp = pts[pr / 2];
     shoal_cuda_llama_ctx_delete(c);
 
+    /* the same decode replayed as a CUDA graph */
+    double tg_graph = 0;
+    p.use_graph = true;
+    if (shoal_cuda_llama_ctx_new(m, &p, &c) == SHOAL_OK) {
+        tg_graph = decode_tps(c, depth, gen, reps);
+        if (!shoal_cuda_llama_uses_graph(c))
+            tg_graph = 0;
+        shoal_cuda_llama_ctx_delete(c);
+    }
+    p.use_graph = false;
+
     /* the same decode with the KV cache in mapped (registered) host memory */
     size_t kvb = (shoal_cuda_llama_kv_bytes(m, n_ctx) + 4095) / 4096 * 4096;
     float *kvh = aligned_alloc(4096, kvb);
@@ -167,13 +178,15 @@ int main(int argc, char **argv)
            m->hp.dim, wbytes / 1e6, upload_s);
     printf("shoal-cuda tg%d depth %d: %.1f tok/s = %.0f GB/s of weights = %.2f of copy bandwidth\n", gen, depth, tg,
            achieved / 1e9, bw > 0 ? achieved / bw : 0);
+    printf("shoal-cuda tg%d depth %d, CUDA graph: %.1f tok/s = %.2f of copy bandwidth\n", gen, depth, tg_graph,
+           bw > 0 ? tg_graph * step_bytes / bw : 0);
     printf("shoal-cuda tg%d depth %d, KV in mapped host memory: %.1f tok/s (%.2fx device-KV)\n", gen, depth, tg_mapped,
            tg > 0 ? tg_mapped / tg : 0);
     printf("shoal-cuda pp%d (token by token): %.1f tok/s\n", prompt, pp);
     printf("{\"device\":\"%s\",\"copy_gbps\":%.1f,\"weights_mb\":%.1f,\"tg\":%d,\"depth\":%d,\"tg_tps\":%.2f,"
-           "\"tg_weight_gbps\":%.1f,\"roofline_frac\":%.3f,\"tg_mapped_kv_tps\":%.2f,\"pp\":%d,\"pp_tps\":%.2f}\n",
+           "\"tg_weight_gbps\":%.1f,\"roofline_frac\":%.3f,\"tg_mapped_kv_tps\":%.2f,\"tg_graph_tps\":%.2f,\"pp\":%d,\"pp_tps\":%.2f}\n",
            prop.name, bw / 1e9, wbytes / 1e6, gen, depth, tg, achieved / 1e9, bw > 0 ? achieved / bw : 0, tg_mapped,
-           prompt, pp);
+           tg_graph, prompt, pp);
     shoal_llama_model_delete(m);
     shoal_gguf_close(g);
     return 0;

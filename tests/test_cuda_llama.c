@@ -1,6 +1,7 @@
 /* test_cuda_llama.c — the CUDA forward pass (backend/cuda/llm_cuda.h) against the CPU one and, for
  * SmolLM2, against the float64 fixture; 64 greedy steps identical to the CPU's; mapped KV cache,
- * in-place logits and KV snapshot round trips bit-identical to the default paths; bad calls and
+ * in-place logits, KV snapshot round trips and graph-replayed decode bit-identical to the default
+ * paths; bad calls and
  * device out-of-memory give clear errors. Skips (with the reason) without a GPU.
  *
  * Model: $SHOAL_CUDA_LLAMA_MODEL, else SmolLM2 from $SHOAL_DEPS/models, else a small random model
@@ -293,6 +294,47 @@ static void test_mapped_kv_inplace_snapshot(void **state)
     free(v);
 }
 
+/* ---- the greedy decode step replayed as a CUDA graph: same tokens, same cache, same logits */
+
+static void test_graph_decode(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    const int V = F.m->hp.vocab, NP = 6, NG = 32;
+    int32_t toks[6];
+    prompt_tokens(toks, NP);
+    shoal_cuda_llama_params_t p;
+    shoal_cuda_llama_params_init(&p);
+    p.n_ctx = 64;
+    shoal_cuda_llama_ctx_t *a, *b;
+    assert_int_equal(shoal_cuda_llama_ctx_new(F.m, &p, &a), SHOAL_OK);
+    p.use_graph = true;
+    assert_int_equal(shoal_cuda_llama_ctx_new(F.m, &p, &b), SHOAL_OK);
+    int32_t ta, tb;
+    assert_int_equal(shoal_cuda_llama_eval_greedy(a, toks, NP, 0, &ta), SHOAL_OK);
+    assert_int_equal(shoal_cuda_llama_eval_greedy(b, toks, NP, 0, &tb), SHOAL_OK);
+    assert_int_equal(ta, tb);
+    for (int s = 0; s < NG; s++) {
+        assert_int_equal(shoal_cuda_llama_eval_greedy(a, &ta, 1, NP + s, &ta), SHOAL_OK);
+        assert_int_equal(shoal_cuda_llama_eval_greedy(b, &tb, 1, NP + s, &tb), SHOAL_OK);
+        assert_int_equal(ta, tb);
+    }
+    assert_true(shoal_cuda_llama_uses_graph(b));
+    assert_false(shoal_cuda_llama_uses_graph(a));
+    /* a rewind inside the graph's lifetime: the position comes from the host each replay */
+    assert_int_equal(shoal_cuda_llama_eval_greedy(a, toks, 1, 2, &ta), SHOAL_OK);
+    assert_int_equal(shoal_cuda_llama_eval_greedy(b, toks, 1, 2, &tb), SHOAL_OK);
+    assert_int_equal(ta, tb);
+    float *la = malloc(sizeof(float) * (size_t)V), *lb = malloc(sizeof(float) * (size_t)V);
+    assert_int_equal(shoal_cuda_llama_eval(a, toks + 3, 1, 3, la, SHOAL_LLAMA_LOGITS_LAST), SHOAL_OK);
+    assert_int_equal(shoal_cuda_llama_eval(b, toks + 3, 1, 3, lb, SHOAL_LLAMA_LOGITS_LAST), SHOAL_OK);
+    assert_memory_equal(la, lb, sizeof(float) * (size_t)V);
+    free(la);
+    free(lb);
+    shoal_cuda_llama_ctx_delete(a);
+    shoal_cuda_llama_ctx_delete(b);
+}
+
 /* ---- bad calls and device out-of-memory */
 
 static void test_errors_and_oom(void **state)
@@ -348,6 +390,7 @@ int main(void)
         cmocka_unit_test(test_logits_and_greedy_vs_cpu),
         cmocka_unit_test(test_vs_float64_fixture),
         cmocka_unit_test(test_mapped_kv_inplace_snapshot),
+        cmocka_unit_test(test_graph_decode),
         cmocka_unit_test(test_errors_and_oom),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -259,6 +259,8 @@ struct shoal_cuda_llama_ctx {
     float *x, *xb, *q, *k, *v, *att, *hb, *hb2, *logits;
     int32_t *d_io;  /* device: tokens (n_ctx), positions (n_ctx), argmax out */
     int32_t *h_io;  /* pinned host mirror of d_io */
+    bool use_graph, graph_tried, graph_ready;
+    cudaGraphExec_t graph; /* the greedy decode step (capture_decode_graph) */
 };
 
 void shoal_cuda_llama_params_init(shoal_cuda_llama_params_t *p)
@@ -277,6 +279,8 @@ void shoal_cuda_llama_ctx_delete(shoal_cuda_llama_ctx_t *c)
         return;
     if (c->stream)
         cudaStreamSynchronize(c->stream);
+    if (c->graph_ready)
+        cudaGraphExecDestroy(c->graph);
     if (c->kv_owned)
         cudaFree(c->kv);
     cudaFree(c->scratch);
@@ -331,6 +335,7 @@ shoal_status_t shoal_cuda_llama_ctx_new(const shoal_llama_model_t *m, const shoa
     c->m = m;
     c->device = p->device;
     c->n_ctx = n_ctx;
+    c->use_graph = p->use_graph;
     shoal_status_t s = weights_acquire(m, p->device, &c->w);
     if (s) {
         free(c);
@@ -443,11 +448,75 @@ static bool device_writable(const void *p)
     return a.type == cudaMemoryTypeHost && a.devicePointer == p;
 }
 
-static shoal_status_t forward(shoal_cuda_llama_ctx_t *c, const int32_t *tokens, int n, int pos0, float *logits_out,
-                              int mode, int32_t *greedy_out)
+/* Queues the whole evaluation of the n tokens staged in h_io on the stream (nothing waits). */
+static cudaError_t enqueue(shoal_cuda_llama_ctx_t *c, int n, float *logits_out, bool in_place, int mode, bool greedy,
+                           const char **step)
 {
     const shoal_llama_hparams_t *hp = &c->m->hp;
     cudaStream_t s = c->stream;
+    cudaError_t e;
+    *step = "copying tokens";
+    if ((e = cudaMemcpyAsync(c->d_io, c->h_io, (size_t)n * sizeof(int32_t), cudaMemcpyHostToDevice, s)) ||
+        (e = cudaMemcpyAsync(c->d_io + c->n_ctx, c->h_io + c->n_ctx, (size_t)n * sizeof(int32_t),
+                             cudaMemcpyHostToDevice, s)))
+        return e;
+    *step = "launching the forward pass";
+    for (int t = 0; t < n; t++) {
+        const int32_t *d_pos = c->d_io + c->n_ctx + t;
+        if ((e = shoal_cu_embed(&c->w->tok_embd, c->d_io + t, c->x, s)))
+            return e;
+        for (int l = 0; l < hp->n_layer; l++)
+            if ((e = layer_step(c, l, d_pos)))
+                return e;
+        const bool want = mode == SHOAL_LLAMA_LOGITS_ALL || (t == n - 1 && (mode == SHOAL_LLAMA_LOGITS_LAST || greedy));
+        if (!want)
+            continue;
+        float *dst = c->logits;
+        if (in_place && !greedy)
+            dst = logits_out + (mode == SHOAL_LLAMA_LOGITS_ALL ? (size_t)t * hp->vocab : 0);
+        if ((e = shoal_cu_rmsnorm(c->x, c->w->output_norm, c->xb, hp->dim, hp->rms_eps, s)) ||
+            (e = shoal_cu_matvec(&c->w->output, c->xb, dst, 0, s)))
+            return e;
+        if (greedy) {
+            if ((e = shoal_cu_argmax(c->logits, hp->vocab, c->d_io + 2 * c->n_ctx, s)) ||
+                (e = cudaMemcpyAsync(c->h_io + 2 * c->n_ctx, c->d_io + 2 * c->n_ctx, sizeof(int32_t),
+                                     cudaMemcpyDeviceToHost, s)))
+                return e;
+        } else if (!in_place) {
+            float *hdst = logits_out + (mode == SHOAL_LLAMA_LOGITS_ALL ? (size_t)t * hp->vocab : 0);
+            if ((e = cudaMemcpyAsync(hdst, c->logits, (size_t)hp->vocab * sizeof(float), cudaMemcpyDeviceToHost, s)))
+                return e;
+        }
+    }
+    return cudaSuccess;
+}
+
+/* The greedy single-token step as a CUDA graph: its launch sequence never changes (token and
+ * position are read on the device from d_io, which the graph's first nodes fill from h_io), so it
+ * is captured once per context and replayed. A capture that fails leaves the context on plain
+ * launches. */
+static void capture_decode_graph(shoal_cuda_llama_ctx_t *c)
+{
+    const char *step;
+    cudaGraph_t g = NULL;
+    c->graph_tried = true;
+    if (cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
+        cudaGetLastError();
+        return;
+    }
+    cudaError_t e = enqueue(c, 1, NULL, false, SHOAL_LLAMA_LOGITS_NONE, true, &step);
+    cudaError_t e2 = cudaStreamEndCapture(c->stream, &g);
+    if (e == cudaSuccess && e2 == cudaSuccess && g && cudaGraphInstantiate(&c->graph, g, 0) == cudaSuccess)
+        c->graph_ready = true;
+    else
+        cudaGetLastError();
+    if (g)
+        cudaGraphDestroy(g);
+}
+
+static shoal_status_t forward(shoal_cuda_llama_ctx_t *c, const int32_t *tokens, int n, int pos0, float *logits_out,
+                              int mode, int32_t *greedy_out)
+{
     cudaError_t e = cudaSetDevice(c->device);
     if (e)
         return cuda_fail(e, "cudaSetDevice");
@@ -456,42 +525,22 @@ static shoal_status_t forward(shoal_cuda_llama_ctx_t *c, const int32_t *tokens, 
         c->h_io[i] = tokens[i];
         c->h_io[c->n_ctx + i] = pos0 + i;
     }
-    const char *step = "copying tokens";
-    if ((e = cudaMemcpyAsync(c->d_io, c->h_io, (size_t)n * sizeof(int32_t), cudaMemcpyHostToDevice, s)) ||
-        (e = cudaMemcpyAsync(c->d_io + c->n_ctx, c->h_io + c->n_ctx, (size_t)n * sizeof(int32_t),
-                             cudaMemcpyHostToDevice, s)))
-        goto fail;
-    const bool in_place = logits_out && device_writable(logits_out);
-    step = "launching the forward pass";
-    for (int t = 0; t < n; t++) {
-        const int32_t *d_pos = c->d_io + c->n_ctx + t;
-        if ((e = shoal_cu_embed(&c->w->tok_embd, c->d_io + t, c->x, s)))
-            goto fail;
-        for (int l = 0; l < hp->n_layer; l++)
-            if ((e = layer_step(c, l, d_pos)))
+    const char *step = "launching the decode graph";
+    if (c->use_graph && n == 1 && greedy_out) {
+        if (!c->graph_tried)
+            capture_decode_graph(c);
+        if (c->graph_ready) {
+            if ((e = cudaGraphLaunch(c->graph, c->stream)))
                 goto fail;
-        const bool want = mode == SHOAL_LLAMA_LOGITS_ALL || (t == n - 1 && (mode == SHOAL_LLAMA_LOGITS_LAST || greedy_out));
-        if (!want)
-            continue;
-        float *dst = c->logits;
-        if (in_place && !greedy_out)
-            dst = logits_out + (mode == SHOAL_LLAMA_LOGITS_ALL ? (size_t)t * hp->vocab : 0);
-        if ((e = shoal_cu_rmsnorm(c->x, c->w->output_norm, c->xb, hp->dim, hp->rms_eps, s)) ||
-            (e = shoal_cu_matvec(&c->w->output, c->xb, dst, 0, s)))
-            goto fail;
-        if (greedy_out) {
-            if ((e = shoal_cu_argmax(c->logits, hp->vocab, c->d_io + 2 * c->n_ctx, s)) ||
-                (e = cudaMemcpyAsync(c->h_io + 2 * c->n_ctx, c->d_io + 2 * c->n_ctx, sizeof(int32_t),
-                                     cudaMemcpyDeviceToHost, s)))
-                goto fail;
-        } else if (!in_place) {
-            float *hdst = logits_out + (mode == SHOAL_LLAMA_LOGITS_ALL ? (size_t)t * hp->vocab : 0);
-            if ((e = cudaMemcpyAsync(hdst, c->logits, (size_t)hp->vocab * sizeof(float), cudaMemcpyDeviceToHost, s)))
-                goto fail;
+            goto wait;
         }
     }
+    const bool in_place = logits_out && device_writable(logits_out);
+    if ((e = enqueue(c, n, logits_out, in_place, mode, greedy_out != NULL, &step)))
+        goto fail;
+wait:
     step = "running the forward pass";
-    if ((e = cudaStreamSynchronize(s)))
+    if ((e = cudaStreamSynchronize(c->stream)))
         goto fail;
     c->n_past = pos0 + n;
     if (greedy_out)
@@ -530,6 +579,7 @@ shoal_status_t shoal_cuda_llama_eval_greedy(shoal_cuda_llama_ctx_t *c, const int
 void shoal_cuda_llama_reset(shoal_cuda_llama_ctx_t *c) { c->n_past = 0; }
 int shoal_cuda_llama_n_past(const shoal_cuda_llama_ctx_t *c) { return c->n_past; }
 int shoal_cuda_llama_n_ctx(const shoal_cuda_llama_ctx_t *c) { return c->n_ctx; }
+bool shoal_cuda_llama_uses_graph(const shoal_cuda_llama_ctx_t *c) { return c->graph_ready; }
 
 shoal_status_t shoal_cuda_llama_set_n_past(shoal_cuda_llama_ctx_t *c, int n_past)
 {

@@ -27,6 +27,8 @@ typedef struct shoal_cuda_llama_params {
     int device;       /* CUDA device ordinal (default 0) */
     float *kv_mapped; /* NULL: device-resident cache; else registered host memory of
                        * shoal_cuda_llama_kv_bytes(model, n_ctx) bytes, 16-byte aligned */
+    bool use_graph;   /* replay the greedy single-token step as a CUDA graph (captured on first use);
+                       * NOT yet validated on a GPU: off by default until it is */
 } shoal_cuda_llama_params_t;
 
 void shoal_cuda_llama_params_init(shoal_cuda_llama_params_t *p);
@@ -50,6 +52,8 @@ shoal_status_t shoal_cuda_llama_eval_greedy(shoal_cuda_llama_ctx_t *c, const int
 void shoal_cuda_llama_reset(shoal_cuda_llama_ctx_t *c);
 int shoal_cuda_llama_n_past(const shoal_cuda_llama_ctx_t *c);
 int shoal_cuda_llama_n_ctx(const shoal_cuda_llama_ctx_t *c);
+/* Whether greedy decode steps replay a captured CUDA graph (use_graph was set and capture worked). */
+bool shoal_cuda_llama_uses_graph(const shoal_cuda_llama_ctx_t *c);
 shoal_status_t shoal_cuda_llama_set_n_past(shoal_cuda_llama_ctx_t *c, int n_past);
 
 /* Rows [0, rows) of layer `layer`'s K and V caches to / from host memory (kv_dim floats a row):
