@@ -1,6 +1,8 @@
 /* test_nn_snapshot.c — the nn layer's snapshot sections: a wasi-nn stream and a token-level
  * session saved mid-generation and loaded into a fresh instance continue with exactly the
- * tokens the original produces; corrupt or foreign blobs are refused with nothing changed. */
+ * tokens the original produces; the KV rows inside are a safetensors blob bound to the model's
+ * SHA-256; corrupt, old-version or foreign blobs (another model under the same name, differing
+ * in one weight byte) are refused with nothing changed. */
 #define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
@@ -8,11 +10,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
+#include "core/sha256.h"
+#include "model/gguf.h"
+#include "nn/nn_model.h"
 #include "runtime/runtime_impl.h"
 #include "shoal.h"
+#include "snapshot/safetensors.h"
 
 typedef struct fixture {
     shoal_runtime_t *rt;
@@ -21,6 +28,17 @@ typedef struct fixture {
 
 static char model_path[4096], guest_path[4096];
 
+static shoal_status_t fixture_new(const char *model, fixture *f)
+{
+    shoal_runtime_config_t cfg;
+    shoal_runtime_config_init(&cfg);
+    cfg.threads = 2;
+    shoal_status_t st = shoal_runtime_new(&cfg, &f->rt);
+    if (st == SHOAL_OK) st = shoal_runtime_preload_model(f->rt, "default", model);
+    if (st == SHOAL_OK) st = shoal_module_load(f->rt, guest_path, &f->mod);
+    return st;
+}
+
 static int setup(void **state)
 {
     const char *deps = getenv("SHOAL_DEPS"), *guests = getenv("SHOAL_GUESTS");
@@ -28,12 +46,7 @@ static int setup(void **state)
     snprintf(model_path, sizeof model_path, "%s/models/SmolLM2-135M-Instruct.Q4_1.gguf", deps);
     snprintf(guest_path, sizeof guest_path, "%s/nn_steps.wasm", guests);
     fixture *f = calloc(1, sizeof *f);
-    shoal_runtime_config_t cfg;
-    shoal_runtime_config_init(&cfg);
-    cfg.threads = 2;
-    if (shoal_runtime_new(&cfg, &f->rt) != SHOAL_OK) return -1;
-    if (shoal_runtime_preload_model(f->rt, "default", model_path) != SHOAL_OK) return -1;
-    if (shoal_module_load(f->rt, guest_path, &f->mod) != SHOAL_OK) return -1;
+    if (!f || fixture_new(model_path, f) != SHOAL_OK) return -1;
     *state = f;
     return 0;
 }
@@ -135,6 +148,147 @@ static void test_continuation_is_identical(void **state)
     shoal_instance_delete(c);
 }
 
+/* The 16-hex-digit prefix of the preloaded model's hash, as refusals print it. */
+static void model_hash16(shoal_runtime_t *rt, char out[17])
+{
+    const shoal_nn_model_t *m = shoal_nn_model_find(rt, "default", 7);
+    assert_non_null(m);
+    char hex[65];
+    shoal_hex(m->sha256, 32, hex);
+    memcpy(out, hex, 16);
+    out[16] = '\0';
+}
+
+/* A copy of the model in $TMPDIR with one bit of one weight flipped: the middle byte of the
+ * middle tensor's data, well away from the header. */
+static void write_flipped_model(char *path, size_t cap)
+{
+    shoal_gguf_t *g = NULL;
+    assert_int_equal(shoal_gguf_open(model_path, &g), SHOAL_OK);
+    const shoal_gguf_tensor_t *t = shoal_gguf_tensor_at(g, shoal_gguf_tensor_count(g) / 2);
+    assert_non_null(t);
+    uint64_t at = t->file_offset + t->nbytes / 2;
+    assert_true(at >= shoal_gguf_data_offset(g) && at < shoal_gguf_file_size(g));
+    const char *tmp = getenv("TMPDIR");
+    snprintf(path, cap, "%s/nnsnap-flipped-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *fp = fdopen(fd, "wb");
+    assert_non_null(fp);
+    const uint8_t *base = shoal_gguf_base(g);
+    uint8_t flipped = base[at] ^ 0x01;
+    size_t n = (size_t)shoal_gguf_file_size(g);
+    assert_int_equal(fwrite(base, 1, (size_t)at, fp), (size_t)at);
+    assert_int_equal(fwrite(&flipped, 1, 1, fp), 1);
+    assert_int_equal(fwrite(base + at + 1, 1, n - (size_t)at - 1, fp), n - (size_t)at - 1);
+    assert_int_equal(fclose(fp), 0);
+    shoal_gguf_close(g);
+}
+
+/* Saved with the real model, restored into a runtime whose "default" differs in one bit: both
+ * sections are refused, naming the model and both hashes, and the target keeps running. */
+static void test_refuses_other_model_bytes(void **state)
+{
+    fixture *f = *state;
+    shoal_instance_t *a = start(f);
+    assert_true(call0(a, "step_nn") > 0);
+    assert_true(call0(a, "step_llm") >= 0);
+    uint8_t *nn_blob, *llm_blob;
+    size_t nn_len, llm_len;
+    save(a, SHOAL_EXT_NN, &nn_blob, &nn_len);
+    save(a, SHOAL_EXT_LLM, &llm_blob, &llm_len);
+
+    char flipped_path[4096];
+    write_flipped_model(flipped_path, sizeof flipped_path);
+    fixture g = {0};
+    assert_int_equal(fixture_new(flipped_path, &g), SHOAL_OK);
+    char want[17], have[17];
+    model_hash16(f->rt, want);
+    model_hash16(g.rt, have);
+    assert_string_not_equal(want, have);
+
+    shoal_instance_t *c = start(&g);
+    assert_true(call0(c, "step_nn") > 0);
+    void *nn_before = c->ext[SHOAL_EXT_NN], *llm_before = c->ext[SHOAL_EXT_LLM];
+    const uint8_t *blobs[2] = {nn_blob, llm_blob};
+    size_t lens[2] = {nn_len, llm_len};
+    int slots[2] = {SHOAL_EXT_NN, SHOAL_EXT_LLM};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(c->ext_ops[slots[i]]->load(c, blobs[i], lens[i]), SHOAL_E_FORMAT);
+        const char *msg = shoal_last_error();
+        assert_non_null(strstr(msg, "model \"default\""));
+        assert_non_null(strstr(msg, want));
+        assert_non_null(strstr(msg, have));
+    }
+    assert_ptr_equal(c->ext[SHOAL_EXT_NN], nn_before);
+    assert_ptr_equal(c->ext[SHOAL_EXT_LLM], llm_before);
+    assert_true(call0(c, "step_nn") > 0);
+
+    shoal_instance_delete(c);
+    shoal_module_delete(g.mod);
+    shoal_runtime_delete(g.rt);
+    unlink(flipped_path);
+    free(nn_blob);
+    free(llm_blob);
+    shoal_instance_delete(a);
+}
+
+/* The llm section's KV record is a complete safetensors blob: 2 tensors per layer of
+ * [n_past, kv_dim] F32, metadata naming the model's full SHA-256 and n_past. Sections of the
+ * previous layout (version 1) are refused by version, not misread. */
+static void test_kv_is_safetensors_and_versions(void **state)
+{
+    fixture *f = *state;
+    shoal_instance_t *a = start(f);
+    for (int i = 0; i < 2; i++) assert_true(call0(a, "step_llm") >= 0);
+    uint8_t *blob, *nn_blob;
+    size_t len, nn_len;
+    save(a, SHOAL_EXT_LLM, &blob, &len);
+    save(a, SHOAL_EXT_NN, &nn_blob, &nn_len);
+    const shoal_nn_model_t *m = shoal_nn_model_find(f->rt, "default", 7);
+    char hex[65];
+    shoal_hex(m->sha256, 32, hex);
+
+    /* magic, session count, handle, name, hash, n_ctx, then u64 length and the blob */
+    uint8_t *at = memmem(blob, len, "default", 7);
+    assert_non_null(at);
+    assert_memory_equal(at + 7, m->sha256, 32);
+    at += 7 + 32 + 4;
+    uint64_t n;
+    memcpy(&n, at, 8);
+    at += 8;
+    assert_true(n > 0 && n < len - (size_t)(at - blob)); /* the sampler state follows */
+    shoal_st_t *st = NULL;
+    assert_int_equal(shoal_safetensors_parse(at, (size_t)n, &st), SHOAL_OK);
+    assert_int_equal(shoal_safetensors_count(st), 2 * (size_t)m->llama->hp.n_layer);
+    assert_string_equal(shoal_safetensors_meta(st, "model_sha256"), hex);
+    assert_string_equal(shoal_safetensors_meta(st, "format"), "shoal.kv_cache");
+    const char *np = shoal_safetensors_meta(st, "n_past");
+    assert_non_null(np);
+    assert_true(atoi(np) > 0);
+    const shoal_st_tensor_t *k = NULL;
+    uint64_t shape[2] = {(uint64_t)atoi(np), (uint64_t)m->llama->hp.kv_dim};
+    assert_int_equal(shoal_safetensors_get(st, "layers.0.k", "F32", 2, shape, &k), SHOAL_OK);
+    shoal_safetensors_free(st);
+
+    shoal_instance_t *c = start(f);
+    blob[3] = '1';
+    assert_int_equal(c->ext_ops[SHOAL_EXT_LLM]->load(c, blob, len), SHOAL_E_FORMAT);
+    assert_non_null(strstr(shoal_last_error(), "section version 1"));
+    nn_blob[3] = '1';
+    assert_int_equal(c->ext_ops[SHOAL_EXT_NN]->load(c, nn_blob, nn_len), SHOAL_E_FORMAT);
+    assert_non_null(strstr(shoal_last_error(), "section version 1"));
+    /* a corrupted KV byte is caught by the blob's CRC */
+    blob[3] = '2';
+    at[n - 5] ^= 0x40; /* inside the last tensor's rows */
+    assert_int_equal(c->ext_ops[SHOAL_EXT_LLM]->load(c, blob, len), SHOAL_E_FORMAT);
+    assert_non_null(strstr(shoal_last_error(), "checksum"));
+    free(blob);
+    free(nn_blob);
+    shoal_instance_delete(a);
+    shoal_instance_delete(c);
+}
+
 int main(void)
 {
     const char *deps = getenv("SHOAL_DEPS");
@@ -148,6 +302,8 @@ int main(void)
     fclose(fp);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_continuation_is_identical),
+        cmocka_unit_test(test_refuses_other_model_bytes),
+        cmocka_unit_test(test_kv_is_safetensors_and_versions),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -65,9 +65,10 @@ static void state_free(void *p)
     free(st);
 }
 
-/* Snapshot section "llm": each open session under its handle: model name, context size, the
- * KV rows in use and the sampler's state (the guest's logits live in its own memory). */
-#define LLM_STATE_MAGIC 0x314d4c4cu /* "LLM1" */
+/* Snapshot section "llm": each open session under its handle: model reference (name and GGUF
+ * SHA-256), context size, the KV rows in use (a safetensors blob) and the sampler's state (the
+ * guest's logits live in its own memory). */
+#define LLM_STATE_MAGIC NN_SNAP_MAGIC('L', 'L', 'M')
 
 static const shoal_ext_ops_t k_llm_ops;
 
@@ -84,9 +85,9 @@ static shoal_status_t state_save(void *p, uint8_t **buf, size_t *len)
         llm_session *s = st->s[i];
         if (!s) continue;
         nn_w_u32(&w, i);
-        nn_w_str(&w, s->m->name, strlen(s->m->name));
+        nn_snap_model_save(&w, s->m);
         nn_w_u32(&w, (uint32_t)shoal_llama_n_ctx(s->llama));
-        nn_snap_kv_save(&w, s->llama);
+        nn_snap_kv_save(&w, s->llama, s->m->sha256);
         nn_snap_sampler_save(&w, s->sampler);
     }
     return w.ok ? SHOAL_OK : shoal_fail(SHOAL_E_NOMEM, "llm snapshot: out of memory");
@@ -96,23 +97,18 @@ static shoal_status_t state_load(shoal_instance_t *inst, const uint8_t *buf, siz
 {
     nn_reader r;
     nn_r_init(&r, buf, len);
-    if (nn_r_u32(&r) != LLM_STATE_MAGIC) return shoal_fail(SHOAL_E_FORMAT, "llm snapshot: bad section magic");
+    shoal_status_t rc = nn_snap_magic_load(&r, LLM_STATE_MAGIC, "llm snapshot");
+    if (rc != SHOAL_OK) return rc;
     llm_state *st = calloc(1, sizeof *st);
     if (!st) return shoal_fail(SHOAL_E_NOMEM, "llm snapshot: out of memory");
-    shoal_status_t rc = SHOAL_OK;
     uint32_t n = nn_r_u32(&r);
     for (uint32_t k = 0; rc == SHOAL_OK && k < n; k++) {
-        uint32_t h = nn_r_u32(&r), nl = nn_r_u32(&r);
-        const uint8_t *name = nn_r_take(&r, nl);
+        uint32_t h = nn_r_u32(&r);
+        const shoal_nn_model_t *m = nn_snap_model_load(&r, inst->rt, "llm snapshot", &rc);
+        if (!m) break;
         uint32_t n_ctx = nn_r_u32(&r);
         if (!r.ok || h >= MAX_SESSIONS || st->s[h] || n_ctx < 1 || n_ctx > (1u << 20)) {
             rc = shoal_fail(SHOAL_E_FORMAT, "llm snapshot: bad session record");
-            break;
-        }
-        const shoal_nn_model_t *m = shoal_nn_model_find(inst->rt, (const char *)name, nl);
-        if (!m) {
-            rc = shoal_fail(SHOAL_E_NOT_FOUND, "llm snapshot: model \"%.*s\" is not preloaded in this runtime",
-                            (int)(nl > 64 ? 64 : nl), (const char *)name);
             break;
         }
         llm_session *s = calloc(1, sizeof *s);
@@ -129,7 +125,7 @@ static shoal_status_t state_load(shoal_instance_t *inst, const uint8_t *buf, siz
         shoal_sampler_params_init(&sp);
         rc = shoal_llama_ctx_new(m->llama, &p, shoal_nn_pool(inst->rt), &s->llama);
         if (!rc) rc = shoal_sampler_new(&sp, m->llama->hp.vocab, &s->sampler);
-        if (!rc) rc = nn_snap_kv_load(&r, s->llama);
+        if (!rc) rc = nn_snap_kv_load(&r, s->llama, m->sha256);
         if (!rc) rc = nn_snap_sampler_load(&r, s->sampler);
     }
     if (rc == SHOAL_OK && (!r.ok || r.p != r.end)) rc = shoal_fail(SHOAL_E_FORMAT, "llm snapshot: section length mismatch");

@@ -416,7 +416,7 @@ size_t nn_exec_metadata(nn_exec_t *e, char *buf, size_t cap)
 
 /* ---- snapshots ---- */
 
-#define EXEC_MAGIC 0x31584e4eu /* "NNX1" */
+#define EXEC_MAGIC NN_SNAP_MAGIC('N', 'N', 'X')
 
 static void save_ids(nn_writer *w, const int32_t *ids, size_t n)
 {
@@ -464,7 +464,7 @@ void nn_exec_save(nn_exec_t *e, nn_writer *w)
         nn_w_u32(w, (uint32_t)e->llama_ctx);
         nn_w_u32(w, (uint32_t)e->llama_batch);
         nn_w_u32(w, (uint32_t)e->llama_threads);
-        nn_snap_kv_save(w, e->llama);
+        nn_snap_kv_save(w, e->llama, e->m->sha256);
     }
     nn_snap_sampler_save(w, e->sampler);
 }
@@ -472,8 +472,9 @@ void nn_exec_save(nn_exec_t *e, nn_writer *w)
 shoal_status_t nn_exec_load(shoal_runtime_t *rt, const shoal_nn_model_t *m, nn_reader *r, nn_exec_t **out)
 {
     nn_config_t cfg;
-    if (nn_r_u32(r) != EXEC_MAGIC) return shoal_fail(SHOAL_E_FORMAT, "nn snapshot: not a wasi-nn context record");
-    shoal_status_t st = nn_snap_config_load(r, &cfg);
+    shoal_status_t st = nn_snap_magic_load(r, EXEC_MAGIC, "nn snapshot: wasi-nn context record");
+    if (st) return st;
+    st = nn_snap_config_load(r, &cfg);
     if (st) return st;
     nn_exec_t *e = NULL;
     if (nn_exec_new(rt, m, &cfg, &e)) return SHOAL_E_NOMEM;
@@ -514,7 +515,7 @@ shoal_status_t nn_exec_load(shoal_runtime_t *rt, const shoal_nn_model_t *m, nn_r
             else if (build_llama(e, n_ctx, batch, threads))
                 st = SHOAL_E_NOMEM;
             else
-                st = nn_snap_kv_load(r, e->llama);
+                st = nn_snap_kv_load(r, e->llama, m->sha256);
             if (!st && n_kv != (size_t)shoal_llama_n_past(e->llama))
                 st = shoal_fail(SHOAL_E_FORMAT, "nn snapshot: %zu cached token ids for %d cache rows", n_kv,
                                 shoal_llama_n_past(e->llama));

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "nn/nn_model.h"
+#include "snapshot/kvcache.h"
 
 #define MAX_MODELS 64
 
@@ -87,6 +88,9 @@ shoal_status_t shoal_runtime_preload_model(shoal_runtime_t *rt, const char *name
         return shoal_fail(SHOAL_E_FORMAT, "preload %s (%s): tokenizer has %d tokens but the model %d", name, path,
                           nv, mv);
     }
+    /* One pass over the mapping (tens of ms for 100 MB with the SHA extensions); every
+     * snapshot of every actor on this model then costs nothing for its identity. */
+    shoal_model_sha256(m->gguf, m->sha256);
     /* A model without a recognised chat template still serves raw prompts. */
     m->has_chat = shoal_chat_template_from_gguf(m->gguf, &m->chat) == SHOAL_OK;
     shoal_clear_error();

@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "backend/cpu/cpu_backend.h"
 #include "model/chat.h"
@@ -26,6 +27,9 @@ typedef struct shoal_nn_model {
     shoal_tokenizer_t *tok;
     shoal_chat_template_t chat; /* valid when has_chat */
     bool has_chat;
+    /* SHA-256 of the whole GGUF file, computed once at preload: the identity snapshots and KV
+     * caches are bound to (a name says nothing about the weights behind it). */
+    uint8_t sha256[32];
 } shoal_nn_model_t;
 
 /* The model named name[0..len) or NULL. Safe from any thread. */

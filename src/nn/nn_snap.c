@@ -1,53 +1,90 @@
-/* nn_snap.c — KV cache, sampler and option records of the nn layer's snapshot sections. */
+/* nn_snap.c — version, model, KV cache, sampler and option records of the nn layer's
+ * snapshot sections. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
+#include "core/sha256.h"
 #include "nn/nn_snap.h"
+#include "snapshot/kvcache.h"
 
-void nn_snap_kv_save(nn_writer *w, shoal_llama_ctx_t *c)
+shoal_status_t nn_snap_magic_load(nn_reader *r, uint32_t magic, const char *what)
 {
-    const shoal_llama_model_t *m = shoal_llama_ctx_model(c);
-    int n_past = shoal_llama_n_past(c);
-    float *k, *v;
-    size_t row = 0;
-    shoal_llama_kv_layer(c, 0, &k, &v, &row);
-    nn_w_u32(w, (uint32_t)m->hp.n_layer);
-    nn_w_u64(w, row);
-    nn_w_u32(w, (uint32_t)n_past);
-    for (int l = 0; l < m->hp.n_layer; l++) {
-        shoal_llama_kv_layer(c, l, &k, &v, &row);
-        nn_w_bytes(w, k, row * (size_t)n_past);
-        nn_w_bytes(w, v, row * (size_t)n_past);
+    uint32_t got = nn_r_u32(r);
+    if (got == magic) return SHOAL_OK;
+    if (r->ok && (got & 0xffffffu) == (magic & 0xffffffu)) {
+        unsigned char v = (unsigned char)(got >> 24);
+        if (v >= '0' && v <= '9')
+            return shoal_fail(SHOAL_E_FORMAT, "%s: section version %c, but this build reads version %u%s", what, v,
+                              NN_SNAP_VERSION,
+                              v < '0' + NN_SNAP_VERSION
+                                  ? " (version 1 identified models by name only and kept raw KV rows; take the "
+                                    "snapshot again with this build)"
+                                  : "");
     }
+    return shoal_fail(SHOAL_E_FORMAT, "%s: bad section magic", what);
 }
 
-shoal_status_t nn_snap_kv_load(nn_reader *r, shoal_llama_ctx_t *c)
+void nn_snap_model_save(nn_writer *w, const shoal_nn_model_t *m)
 {
-    const shoal_llama_model_t *m = shoal_llama_ctx_model(c);
-    uint32_t n_layer = nn_r_u32(r);
-    uint64_t row_saved = nn_r_u64(r);
-    uint32_t n_past = nn_r_u32(r);
-    float *k, *v;
-    size_t row = 0;
-    shoal_llama_kv_layer(c, 0, &k, &v, &row);
-    if (!r->ok || n_layer != (uint32_t)m->hp.n_layer || row_saved != row || n_past > (uint32_t)shoal_llama_n_ctx(c))
-        return shoal_fail(SHOAL_E_FORMAT, "nn snapshot: KV cache of %u layers x %llu-byte rows x %u positions does not "
-                                          "fit this model's context (%d layers, %zu-byte rows, %d positions)",
-                          n_layer, (unsigned long long)row_saved, n_past, m->hp.n_layer, row, shoal_llama_n_ctx(c));
-    /* Check the whole payload is there before writing a row. */
-    const uint8_t *start = r->p;
-    if (!nn_r_take(r, (uint64_t)row * n_past * 2 * n_layer))
-        return shoal_fail(SHOAL_E_FORMAT, "nn snapshot: KV cache data is truncated");
-    const uint8_t *p = start;
-    for (uint32_t l = 0; l < n_layer; l++) {
-        shoal_llama_kv_layer(c, (int)l, &k, &v, &row);
-        memcpy(k, p, row * n_past);
-        p += row * n_past;
-        memcpy(v, p, row * n_past);
-        p += row * n_past;
+    nn_w_str(w, m->name, strlen(m->name));
+    nn_w_bytes(w, m->sha256, 32);
+}
+
+const shoal_nn_model_t *nn_snap_model_load(nn_reader *r, shoal_runtime_t *rt, const char *what, shoal_status_t *st)
+{
+    uint32_t n = nn_r_u32(r);
+    const uint8_t *name = nn_r_take(r, n);
+    const uint8_t *sha = nn_r_take(r, 32);
+    int shown = (int)(n > 64 ? 64 : n);
+    if (!r->ok) {
+        *st = shoal_fail(SHOAL_E_FORMAT, "%s: truncated model reference", what);
+        return NULL;
     }
-    return shoal_llama_set_n_past(c, (int)n_past);
+    const shoal_nn_model_t *m = shoal_nn_model_find(rt, (const char *)name, n);
+    if (!m) {
+        *st = shoal_fail(SHOAL_E_NOT_FOUND, "%s: model \"%.*s\" is not preloaded in this runtime", what, shown,
+                         (const char *)name);
+        return NULL;
+    }
+    /* Same name, other bytes: the KV rows and sampler state would silently belong to other
+     * weights, so this is refused as firmly as a wrong module. */
+    if (memcmp(m->sha256, sha, 32) != 0) {
+        char want[65], have[65];
+        shoal_hex(sha, 32, want);
+        shoal_hex(m->sha256, 32, have);
+        *st = shoal_fail(SHOAL_E_FORMAT,
+                         "%s: model \"%.*s\" preloaded here (%s, sha256 %.16s...) is not the file the snapshot was "
+                         "taken with (sha256 %.16s...); preload the same GGUF under that name",
+                         what, shown, (const char *)name, m->path, have, want);
+        return NULL;
+    }
+    *st = SHOAL_OK;
+    return m;
+}
+
+void nn_snap_kv_save(nn_writer *w, shoal_llama_ctx_t *c, const uint8_t model_sha256[32])
+{
+    size_t at = *w->len;
+    nn_w_u64(w, 0);
+    if (!w->ok) return;
+    /* Serialised straight into the section buffer (no staging copy), then its length patched in. */
+    if (shoal_kv_serialize(c, model_sha256, w->buf, w->len) != SHOAL_OK) {
+        w->ok = false;
+        return;
+    }
+    if (w->cap < *w->len) w->cap = *w->len;
+    uint64_t n = (uint64_t)(*w->len - at - 8);
+    memcpy(*w->buf + at, &n, 8);
+}
+
+shoal_status_t nn_snap_kv_load(nn_reader *r, shoal_llama_ctx_t *c, const uint8_t model_sha256[32])
+{
+    uint64_t n = nn_r_u64(r);
+    const uint8_t *p = nn_r_take(r, n);
+    if (!r->ok) return shoal_fail(SHOAL_E_FORMAT, "nn snapshot: KV cache data is truncated");
+    shoal_status_t st = shoal_kv_deserialize(c, model_sha256, p, (size_t)n);
+    return st == SHOAL_OK ? st : shoal_fail_wrap(st, "nn snapshot");
 }
 
 void nn_snap_sampler_save(nn_writer *w, const shoal_sampler_t *s)

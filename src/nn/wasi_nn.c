@@ -45,10 +45,11 @@ static void state_free(void *p)
     free(s);
 }
 
-/* Snapshot section "nn": every live graph (model name, options) and context (model name,
- * nn_exec record), each under its handle so a restored guest's handles still mean the same.
- * Models are found by name in the restoring runtime: it must preload the same ones. */
-#define NN_STATE_MAGIC 0x31534e4eu /* "NNS1" */
+/* Snapshot section "nn": every live graph (model reference, options) and context (model
+ * reference, nn_exec record), each under its handle so a restored guest's handles still mean
+ * the same. A model reference is its name and GGUF SHA-256: the restoring runtime must preload
+ * the same file under the same name. */
+#define NN_STATE_MAGIC NN_SNAP_MAGIC('N', 'N', 'S')
 
 static shoal_status_t state_save(void *p, uint8_t **buf, size_t *len)
 {
@@ -63,57 +64,41 @@ static shoal_status_t state_save(void *p, uint8_t **buf, size_t *len)
     for (uint32_t i = 0; i < MAX_GRAPHS; i++) {
         if (!s->graphs[i].live) continue;
         nn_w_u32(&w, i);
-        nn_w_str(&w, s->graphs[i].model->name, strlen(s->graphs[i].model->name));
+        nn_snap_model_save(&w, s->graphs[i].model);
         nn_snap_config_save(&w, &s->graphs[i].cfg);
     }
     nn_w_u32(&w, nc);
     for (uint32_t i = 0; i < MAX_CTXS; i++) {
         if (!s->ctxs[i]) continue;
         nn_w_u32(&w, i);
-        const char *name = nn_exec_model(s->ctxs[i])->name;
-        nn_w_str(&w, name, strlen(name));
+        nn_snap_model_save(&w, nn_exec_model(s->ctxs[i]));
         nn_exec_save(s->ctxs[i], &w);
     }
     return w.ok ? SHOAL_OK : shoal_fail(SHOAL_E_NOMEM, "nn snapshot: out of memory");
-}
-
-static const shoal_nn_model_t *load_model_ref(shoal_instance_t *inst, nn_reader *r)
-{
-    uint32_t n = nn_r_u32(r);
-    const uint8_t *name = nn_r_take(r, n);
-    if (!r->ok) {
-        shoal_fail(SHOAL_E_FORMAT, "nn snapshot: truncated model name");
-        return NULL;
-    }
-    const shoal_nn_model_t *m = shoal_nn_model_find(inst->rt, (const char *)name, n);
-    if (!m)
-        shoal_fail(SHOAL_E_NOT_FOUND, "nn snapshot: model \"%.*s\" is not preloaded in this runtime", (int)(n > 64 ? 64 : n),
-                   (const char *)name);
-    return m;
 }
 
 static shoal_status_t state_load(shoal_instance_t *inst, const uint8_t *buf, size_t len)
 {
     nn_reader r;
     nn_r_init(&r, buf, len);
-    if (nn_r_u32(&r) != NN_STATE_MAGIC) return shoal_fail(SHOAL_E_FORMAT, "nn snapshot: bad section magic");
+    shoal_status_t st = nn_snap_magic_load(&r, NN_STATE_MAGIC, "nn snapshot");
+    if (st != SHOAL_OK) return st;
     nn_state *s = calloc(1, sizeof *s);
     if (!s) return shoal_fail(SHOAL_E_NOMEM, "nn snapshot: out of memory");
-    shoal_status_t st = SHOAL_OK;
     uint32_t ng = nn_r_u32(&r);
     for (uint32_t k = 0; st == SHOAL_OK && k < ng; k++) {
         uint32_t h = nn_r_u32(&r);
-        const shoal_nn_model_t *m = load_model_ref(inst, &r);
-        if (!m) st = r.ok ? SHOAL_E_NOT_FOUND : SHOAL_E_FORMAT;
-        else if (h >= MAX_GRAPHS || s->graphs[h].live) st = shoal_fail(SHOAL_E_FORMAT, "nn snapshot: bad graph handle %u", h);
+        const shoal_nn_model_t *m = nn_snap_model_load(&r, inst->rt, "nn snapshot", &st);
+        if (!m) break;
+        if (h >= MAX_GRAPHS || s->graphs[h].live) st = shoal_fail(SHOAL_E_FORMAT, "nn snapshot: bad graph handle %u", h);
         else if (!(st = nn_snap_config_load(&r, &s->graphs[h].cfg))) s->graphs[h].live = true, s->graphs[h].model = m;
     }
     uint32_t nc = st ? 0 : nn_r_u32(&r);
     for (uint32_t k = 0; st == SHOAL_OK && k < nc; k++) {
         uint32_t h = nn_r_u32(&r);
-        const shoal_nn_model_t *m = load_model_ref(inst, &r);
-        if (!m) st = r.ok ? SHOAL_E_NOT_FOUND : SHOAL_E_FORMAT;
-        else if (h >= MAX_CTXS || s->ctxs[h]) st = shoal_fail(SHOAL_E_FORMAT, "nn snapshot: bad context handle %u", h);
+        const shoal_nn_model_t *m = nn_snap_model_load(&r, inst->rt, "nn snapshot", &st);
+        if (!m) break;
+        if (h >= MAX_CTXS || s->ctxs[h]) st = shoal_fail(SHOAL_E_FORMAT, "nn snapshot: bad context handle %u", h);
         else st = nn_exec_load(inst->rt, m, &r, &s->ctxs[h]);
     }
     if (st == SHOAL_OK && (!r.ok || r.p != r.end)) st = shoal_fail(SHOAL_E_FORMAT, "nn snapshot: section length mismatch");
