@@ -4,7 +4,9 @@
 # one more turn in the same process; branch B snapshots, the process exits, a new process
 # restores and runs the same turn. The generated tokens and text are identical, and the state
 # after the turn — linear memory, globals, and the LLM layer's section (KV cache rows, token
-# history, sampler and RNG state) — is byte-identical between the branches.
+# history, sampler and RNG state) — is byte-identical between the branches. The KV rows in the
+# llm section are a safetensors blob the reference library reads, bound to the GGUF's SHA-256;
+# a model under the same name whose weights differ in one bit is refused on restore.
 set -euo pipefail
 BIN=${SHOAL_BIN:?}
 GUEST=${SHOAL_GUESTS:?}/llm_chat_actor.wasm
@@ -59,4 +61,76 @@ for typ in (2, 3, 4):
 PY
 # The layer section holds the KV cache: it must be the bulk of the snapshot.
 "$BIN" snapshot inspect "$T/b.snap" | grep -q '"llm" (slot 1)' || fail "no llm section in the snapshot"
+
+REF=$SHOAL_DEPS/ref-venv/bin/python
+if [ ! -x "$REF" ]; then
+    echo "note: $REF missing: safetensors and flipped-model checks not run"
+    echo "1 passed, 0 failed"
+    exit 0
+fi
+
+# The KV blob inside the llm section, read by the reference safetensors library.
+"$REF" - "$T/b.snap" "$MODEL" <<'PY'
+import hashlib, json, struct, sys
+import numpy as np
+from safetensors.numpy import load
+d = open(sys.argv[1], "rb").read()
+model_sha = hashlib.sha256(open(sys.argv[2], "rb").read()).hexdigest()
+(nsec,), at, llm = struct.unpack_from("<I", d, 56), 64, None
+for _ in range(nsec):
+    typ, _, n = struct.unpack_from("<IIQ", d, at)
+    p = d[at + 16: at + 16 + n]
+    if typ == 4 and p[2:2 + p[0]] == b"llm":
+        llm = p[2 + p[0] + 4:]
+    at += 16 + n
+assert llm is not None, "no llm section"
+assert llm[:4] == b"LLM2", f"llm section magic {llm[:4]!r}"
+(nsess,), q = struct.unpack_from("<I", llm, 4), 8
+assert nsess == 1, nsess
+_, nl = struct.unpack_from("<II", llm, q); q += 8
+name = llm[q:q + nl]; q += nl
+sha = llm[q:q + 32].hex(); q += 32
+(n_ctx, kvlen), q = struct.unpack_from("<IQ", llm, q), q + 12
+assert name == b"default" and sha == model_sha, (name, sha, model_sha)
+blob = llm[q:q + kvlen]
+(hlen,) = struct.unpack_from("<Q", blob, 0)
+meta = json.loads(blob[8:8 + hlen])["__metadata__"]
+t = load(blob)
+n_past = int(meta["n_past"])
+assert meta["model_sha256"] == model_sha, meta
+assert meta["format"] == "shoal.kv_cache" and 0 < n_past <= n_ctx, meta
+assert sorted(t) == sorted(f"layers.{i}.{w}" for i in range(30) for w in "kv"), sorted(t)[:4]
+for k, a in t.items():
+    assert a.dtype == np.float32 and a.shape == (n_past, 192), (k, a.dtype, a.shape)
+    assert np.isfinite(a).all() and np.abs(a).max() > 0, k
+print(f"safetensors: {len(t)} tensors [{n_past}, 192] F32, model_sha256 {model_sha[:16]}..., n_past {n_past}")
+PY
+
+# One bit of one weight flipped (inside blk.15.ffn_down's data, found with the reference gguf
+# reader), preloaded under the same name: restore is refused, naming the model and both hashes.
+"$REF" - "$MODEL" "$T/flipped.gguf" <<'PY'
+import shutil, sys
+from gguf import GGUFReader
+r = GGUFReader(sys.argv[1])
+t = next(t for t in r.tensors if t.name == "blk.15.ffn_down.weight")
+at = int(t.data_offset) + int(t.n_bytes) // 2
+del r
+shutil.copyfile(sys.argv[1], sys.argv[2])
+with open(sys.argv[2], "r+b") as f:
+    f.seek(at)
+    b = f.read(1)
+    f.seek(at)
+    f.write(bytes([b[0] ^ 0x01]))
+PY
+want=$(sha256sum "$MODEL" | cut -c1-16)
+have=$(sha256sum "$T/flipped.gguf" | cut -c1-16)
+[ "$want" != "$have" ] || fail "the flipped copy has the same hash"
+if printf 'Name three colors.\n' | "$BIN" actor --nn-preload "default:GGML:AUTO:$T/flipped.gguf" --load "$T/turn2.snap" \
+    "$GUEST" > "$T/f.out" 2> "$T/f.err"; then
+    fail "restore with a model of other bytes was accepted: $(cat "$T/f.out")"
+fi
+grep -q 'model "default"' "$T/f.err" && grep -q "$want" "$T/f.err" && grep -q "$have" "$T/f.err" ||
+    fail "refusal does not name the model and both hashes: $(cat "$T/f.err")"
+! grep -q '^tokens=' "$T/f.out" || fail "the refused actor answered"
+echo "refused: $(head -c 400 "$T/f.err")"
 echo "1 passed, 0 failed"
