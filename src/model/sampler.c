@@ -166,6 +166,18 @@ static inline void swap_cand(cand_t *a, cand_t *b)
     *b = t;
 }
 
+/* Orders c[lo], c[mid], c[hi-1] and returns the median, the pivot of both selections below. */
+static cand_t median3_pivot(cand_t *c, size_t lo, size_t mid, size_t hi)
+{
+    if (better(&c[mid], &c[lo]))
+        swap_cand(&c[mid], &c[lo]);
+    if (better(&c[hi - 1], &c[lo]))
+        swap_cand(&c[hi - 1], &c[lo]);
+    if (better(&c[hi - 1], &c[mid]))
+        swap_cand(&c[hi - 1], &c[mid]);
+    return c[mid];
+}
+
 /* Rearranges c[0..n) so its best m elements occupy c[0..m) (in no particular order).
  * Quickselect with a median-of-three pivot: O(n) on average, no allocation. */
 static void select_best(cand_t *c, size_t n, size_t m)
@@ -175,14 +187,7 @@ static void select_best(cand_t *c, size_t n, size_t m)
         return;
     while (hi - lo > 1) {
         size_t mid = lo + (hi - lo) / 2;
-        /* order c[lo], c[mid], c[hi-1] and use the median as pivot */
-        if (better(&c[mid], &c[lo]))
-            swap_cand(&c[mid], &c[lo]);
-        if (better(&c[hi - 1], &c[lo]))
-            swap_cand(&c[hi - 1], &c[lo]);
-        if (better(&c[hi - 1], &c[mid]))
-            swap_cand(&c[hi - 1], &c[mid]);
-        cand_t pivot = c[mid];
+        cand_t pivot = median3_pivot(c, lo, mid, hi);
         /* Partition: [lo, i) better than pivot, [i, hi) not better. Because the order is total
          * and the pivot itself is "not better", the left part never takes everything. */
         size_t i = lo;
@@ -309,13 +314,7 @@ static size_t top_p_select(cand_t *c, size_t n, double target)
     double acc = 0.0; /* mass of c[0..lo), all better than anything in [lo, n) */
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (better(&c[mid], &c[lo]))
-            swap_cand(&c[mid], &c[lo]);
-        if (better(&c[hi - 1], &c[lo]))
-            swap_cand(&c[hi - 1], &c[lo]);
-        if (better(&c[hi - 1], &c[mid]))
-            swap_cand(&c[hi - 1], &c[mid]);
-        cand_t pivot = c[mid];
+        cand_t pivot = median3_pivot(c, lo, mid, hi);
         size_t i = lo;
         double upper = 0.0;
         for (size_t j = lo; j < hi; j++)
