@@ -1,4 +1,5 @@
-/* bench_snapshot.c — KV cache snapshot cost against re-prefill, on the CPU, with SmolLM2.
+/* bench_snapshot.c — KV cache snapshot cost against re-prefill, on the CPU or a GPU, with SmolLM2
+ * (or any GGUF given with --model).
  *
  * For each context length L: prefill L tokens into a fresh context (the cost a restore
  * avoids), save the cache as safetensors (time, size), load it into another fresh context
@@ -11,8 +12,13 @@
  * the LLM layer's section with the KV rows), shoal_instance_snapshot_restore into a new instance,
  * and "next" sent to both, whose replies carry a hash of the logits' bytes.
  *
+ * --device cuda runs the contexts (and the actor's runtime) on the GPU: save reads the rows back
+ * from device memory, restore uploads them. --cross also loads each saved cache into a context on
+ * the other device and compares the next token's logits with the saving context's: the
+ * cross-backend move, which is close but not bit-exact (the two devices round differently).
+ *
  * usage: bench_snapshot [--model GGUF] [--threads N] [--ctx 24,512,4096] [--reps N] [--dir DIR]
- *                       [--actor GUEST.wasm] */
+ *                       [--device cpu|cuda] [--cross] [--actor GUEST.wasm] */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +26,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <math.h>
 
 #include "snapshot/kvcache.h"
 
@@ -51,11 +59,12 @@ static double median(double *v, int n)
     } while (0)
 
 static void bench_actor(const char *guest, const char *model, int threads, const int *lens, int nlens, int reps,
-                        const char *dir)
+                        const char *dir, shoal_device_kind_t device)
 {
     shoal_runtime_config_t rc;
     shoal_runtime_config_init(&rc);
     rc.threads = threads;
+    rc.device = device;
     shoal_runtime_t *rt;
     shoal_module_t *mod;
     CHECK(shoal_runtime_new(&rc, &rt));
@@ -120,18 +129,23 @@ int main(int argc, char **argv)
     snprintf(model, sizeof model, "%s/models/SmolLM2-135M-Instruct.Q4_1.gguf", deps ? deps : ".deps");
     int threads = 2, reps = 5, lens[8] = {24, 512, 4096}, nlens = 3;
     const char *dir = "/tmp", *actor = NULL;
+    shoal_device_kind_t device = SHOAL_DEVICE_CPU;
+    bool cross = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) snprintf(model, sizeof model, "%s", argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--dir") && i + 1 < argc) dir = argv[++i];
         else if (!strcmp(argv[i], "--actor") && i + 1 < argc) actor = argv[++i];
+        else if (!strcmp(argv[i], "--cross")) cross = true;
+        else if (!strcmp(argv[i], "--device") && i + 1 < argc && (!strcmp(argv[i + 1], "cpu") || !strcmp(argv[i + 1], "cuda")))
+            device = !strcmp(argv[++i], "cuda") ? SHOAL_DEVICE_CUDA : SHOAL_DEVICE_CPU;
         else if (!strcmp(argv[i], "--ctx") && i + 1 < argc) {
             nlens = 0;
             for (char *s = strtok(argv[++i], ","); s && nlens < 8; s = strtok(NULL, ",")) lens[nlens++] = atoi(s);
         } else {
             fprintf(stderr, "usage: bench_snapshot [--model GGUF] [--threads N] [--ctx 24,512,4096] [--reps N] [--dir DIR] "
-                            "[--actor GUEST.wasm]\n");
+                            "[--device cpu|cuda] [--cross] [--actor GUEST.wasm]\n");
             return 2;
         }
     }
@@ -149,11 +163,14 @@ int main(int argc, char **argv)
     const int vocab = m->hp.vocab;
     int max_len = 0;
     for (int i = 0; i < nlens; i++) max_len = lens[i] > max_len ? lens[i] : max_len;
-    shoal_llama_ctx_params_t p;
-    shoal_llama_ctx_params_init(&p);
+    shoal_engine_params_t p;
+    shoal_engine_params_init(&p);
     p.n_ctx = max_len + 64;
-    printf("bench_snapshot: model %s (%d layers, kv_dim %d), threads %d, n_ctx %d, reps %d\n", model, m->hp.n_layer,
-           m->hp.kv_dim, threads, p.n_ctx, reps);
+    p.pool = pool;
+    p.device = device;
+    const char *dev_name = device == SHOAL_DEVICE_CUDA ? "cuda" : "cpu";
+    printf("bench_snapshot: model %s (%d layers, kv_dim %d), device %s, threads %d, n_ctx %d, reps %d\n", model,
+           m->hp.n_layer, m->hp.kv_dim, dev_name, threads, p.n_ctx, reps);
     printf("model identity: SHA-256 of the GGUF (%.0f MB) in %.1f ms, once per model\n",
            (double)shoal_gguf_file_size(g) / 1e6, sha_ms);
     int32_t *toks = malloc(sizeof(int32_t) * (size_t)(max_len + 1));
@@ -165,9 +182,16 @@ int main(int argc, char **argv)
     float *la = malloc(sizeof(float) * (size_t)vocab), *lb = malloc(sizeof(float) * (size_t)vocab);
     char path[4200];
     snprintf(path, sizeof path, "%s/bench_snapshot_kv.safetensors", dir);
-    shoal_llama_ctx_t *a, *b;
-    CHECK(shoal_llama_ctx_new(m, &p, pool, &a));
-    CHECK(shoal_llama_ctx_new(m, &p, pool, &b));
+    shoal_engine_t *a, *b, *other = NULL;
+    CHECK(shoal_engine_new(m, &p, &a));
+    CHECK(shoal_engine_new(m, &p, &b));
+    float *lo = NULL;
+    if (cross) {
+        shoal_engine_params_t po = p;
+        po.device = device == SHOAL_DEVICE_CUDA ? SHOAL_DEVICE_CPU : SHOAL_DEVICE_CUDA;
+        CHECK(shoal_engine_new(m, &po, &other));
+        lo = malloc(sizeof(float) * (size_t)vocab);
+    }
     printf("%-7s %12s %10s %10s %12s %11s %9s  %s\n", "context", "prefill ms", "save ms", "size MB", "restore ms",
            "restore/pf", "save/pf", "next-token logits after restore");
     for (int li = 0; li < nlens; li++) {
@@ -176,9 +200,9 @@ int main(int argc, char **argv)
         int pf_reps = L >= 2048 ? 1 : L >= 256 ? 3 : reps;
         double pf[64], sv[64], rs[64];
         for (int r = 0; r < pf_reps; r++) {
-            shoal_llama_reset(a);
+            shoal_engine_reset(a);
             double t = now_ms();
-            CHECK(shoal_llama_eval(a, toks, L, 0, la, SHOAL_LLAMA_LOGITS_LAST));
+            CHECK(shoal_engine_eval(a, toks, L, 0, la, SHOAL_LLAMA_LOGITS_LAST));
             pf[r] = now_ms() - t;
         }
         for (int r = 0; r < reps; r++) {
@@ -189,25 +213,43 @@ int main(int argc, char **argv)
         struct stat sb;
         stat(path, &sb);
         for (int r = 0; r < reps; r++) {
-            shoal_llama_reset(b);
+            shoal_engine_reset(b);
             double t = now_ms();
             CHECK(shoal_kv_load_safetensors(b, sha, path));
             rs[r] = now_ms() - t;
         }
-        CHECK(shoal_llama_eval(a, &toks[L], 1, L, la, SHOAL_LLAMA_LOGITS_LAST));
-        CHECK(shoal_llama_eval(b, &toks[L], 1, L, lb, SHOAL_LLAMA_LOGITS_LAST));
+        CHECK(shoal_engine_eval(a, &toks[L], 1, L, la, SHOAL_LLAMA_LOGITS_LAST));
+        CHECK(shoal_engine_eval(b, &toks[L], 1, L, lb, SHOAL_LLAMA_LOGITS_LAST));
         bool same = memcmp(la, lb, sizeof(float) * (size_t)vocab) == 0;
         double mpf = median(pf, pf_reps), msv = median(sv, reps), mrs = median(rs, reps);
         printf("%-7d %12.2f %10.3f %10.3f %12.3f %10.0fx %8.0fx  %s\n", L, mpf, msv, (double)sb.st_size / 1e6, mrs,
                mpf / mrs, mpf / msv, same ? "bit-identical" : "DIFFERENT");
+        if (cross) {
+            /* The same file restored on the other device, then one token there. */
+            double t = now_ms();
+            CHECK(shoal_kv_load_safetensors(other, sha, path));
+            double ms = now_ms() - t;
+            CHECK(shoal_engine_eval(other, &toks[L], 1, L, lo, SHOAL_LLAMA_LOGITS_LAST));
+            double md = 0;
+            int ia = 0, io = 0;
+            for (int i = 0; i < vocab; i++) {
+                md = fmax(md, fabs((double)la[i] - lo[i]));
+                if (la[i] > la[ia]) ia = i;
+                if (lo[i] > lo[io]) io = i;
+            }
+            printf("        cross: restored on %s in %.3f ms; next-token logits max |diff| %.4f vs %s, top-1 %s\n",
+                   device == SHOAL_DEVICE_CUDA ? "cpu" : "cuda", ms, md, dev_name, ia == io ? "same" : "DIFFERENT");
+        }
         fflush(stdout);
         if (!same) return 1;
     }
     unlink(path);
     free(toks), free(la), free(lb);
-    shoal_llama_ctx_delete(a);
-    shoal_llama_ctx_delete(b);
-    if (actor) bench_actor(actor, model, threads, lens, nlens, reps, dir);
+    shoal_engine_delete(a);
+    shoal_engine_delete(b);
+    shoal_engine_delete(other);
+    free(lo);
+    if (actor) bench_actor(actor, model, threads, lens, nlens, reps, dir, device);
     shoal_threadpool_delete(pool);
     shoal_llama_model_delete(m);
     shoal_gguf_close(g);

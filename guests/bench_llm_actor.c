@@ -1,7 +1,8 @@
 /* bench_llm_actor.c — an actor for bench_snapshot's whole-actor mode: "prefill N" evaluates N
  * fixed pseudo-random tokens into its session (the work a restore replaces); "next" evaluates
- * one more token and answers with a hash of the logits' bytes, so two actors can be compared
- * bit for bit.
+ * one more token and answers with its greedy top-1 and a hash of the logits' bytes, so two actors
+ * can be compared bit for bit; "gen N" decodes N greedy tokens with llm_eval_greedy (the Wasm
+ * boundary benchmark's guest loop) and answers with a hash of their ids.
  * SHOAL_GUEST_REACTOR */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,25 +28,59 @@ static int32_t next_id(void)
 
 SHOAL_ACTOR_EXPORT("shoal_actor_init") int32_t actor_init(void)
 {
-    if (shoal_llm_open("default", 7, N_CTX, &g_h) != 0 || shoal_llm_info(g_h, &g_info) != 0) return -1;
+    if (shoal_llm_open("default", 7, N_CTX, &g_h) != 0 || shoal_llm_info(g_h, &g_info) != 0) {
+        char msg[512];
+        shoal_last_error(msg, sizeof msg);
+        fprintf(stderr, "bench_llm_actor: %s\n", msg);
+        return -1;
+    }
     g_logits = malloc(sizeof(float) * (size_t)g_info.n_vocab);
     g_ids = malloc(sizeof(int32_t) * N_CTX);
     return g_logits && g_ids ? 0 : -2;
+}
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
+/* "gen N": N greedy tokens, each chosen by the host (on a GPU, on the device) and fed back: the
+ * decode loop of a real guest, for measuring what the Wasm boundary costs per token. */
+static int32_t gen(int n)
+{
+    if (n < 1 || g_info.n_past + n > N_CTX) return -2;
+    int32_t tok = g_ids[0];
+    uint64_t h = 1469598103934665603ull;
+    for (int i = 0; i < n; i++) {
+        if (shoal_llm_eval_greedy(g_h, &tok, 1, &tok) != 0) return -3;
+        h = fnv(h, &tok, sizeof tok);
+    }
+    g_ids[0] = tok;
+    shoal_llm_info(g_h, &g_info);
+    int k = snprintf(g_reply, sizeof g_reply, "n_past=%d last=%d ids_fnv=%016llx", g_info.n_past, (int)tok,
+                     (unsigned long long)h);
+    return shoal_actor_set_reply(g_reply, (size_t)k);
 }
 
 SHOAL_ACTOR_EXPORT("shoal_actor_handle") int32_t actor_handle(const char *msg, uint32_t len)
 {
     (void)len;
     int n = 1;
+    if (!strncmp(msg, "gen ", 4)) return gen(atoi(msg + 4));
     if (!strncmp(msg, "prefill ", 8)) n = atoi(msg + 8);
     else if (strcmp(msg, "next")) return -1;
     if (n < 1 || n > N_CTX) return -2;
     for (int i = 0; i < n; i++) g_ids[i] = next_id();
     if (shoal_llm_eval(g_h, g_ids, (uint32_t)n, g_logits, SHOAL_LLM_LOGITS_LAST) != 0) return -3;
-    uint64_t h = 1469598103934665603ull; /* FNV-1a over the logits' bytes */
-    const unsigned char *b = (const unsigned char *)g_logits;
-    for (size_t i = 0; i < sizeof(float) * (size_t)g_info.n_vocab; i++) h = (h ^ b[i]) * 1099511628211ull;
+    uint64_t h = fnv(1469598103934665603ull, g_logits, sizeof(float) * (size_t)g_info.n_vocab);
+    int top = 0;
+    for (int i = 1; i < g_info.n_vocab; i++)
+        if (g_logits[i] > g_logits[top]) top = i;
+    g_ids[0] = top; /* where "gen" continues from */
     shoal_llm_info(g_h, &g_info);
-    int k = snprintf(g_reply, sizeof g_reply, "n_past=%d logits_fnv=%016llx", g_info.n_past, (unsigned long long)h);
+    int k = snprintf(g_reply, sizeof g_reply, "n_past=%d top=%d logits_fnv=%016llx", g_info.n_past, top,
+                     (unsigned long long)h);
     return shoal_actor_set_reply(g_reply, (size_t)k);
 }

@@ -74,6 +74,13 @@ const char *shoal_runtime_device(const shoal_runtime_t *rt);
  * before creating the instances that use it. SHOAL_E_INVALID for an empty name, one containing
  * ':' or one already loaded; the loader's status (SHOAL_E_IO, SHOAL_E_FORMAT, ...) otherwise. */
 shoal_status_t shoal_runtime_preload_model(shoal_runtime_t *rt, const char *name, const char *path);
+/* As shoal_runtime_preload_model, naming where the model's contexts run (wasi-nn's execution
+ * target, --nn-preload's TARGET field). SHOAL_DEVICE_AUTO follows the runtime's device.
+ * SHOAL_DEVICE_CUDA is binding: a context that cannot be made on the GPU is an error, never a
+ * silent move to the CPU. A guest may still choose per context (wasi-nn's load target and
+ * "n-gpu-layers" option). */
+shoal_status_t shoal_runtime_preload_model_on(shoal_runtime_t *rt, const char *name, const char *path,
+                                              shoal_device_kind_t device);
 
 /* Compiles a module from bytes / a file. Malformed input fails with SHOAL_E_FORMAT. */
 shoal_status_t shoal_module_new(shoal_runtime_t *rt, const uint8_t *bytes, size_t len, shoal_module_t **out);

@@ -60,13 +60,14 @@ static int teardown(void **state)
         if (!(f)) skip();                                                                                              \
     } while (0)
 
-static shoal_llama_ctx_t *new_ctx(fixture_t *f, int n_ctx)
+static shoal_engine_t *new_ctx(fixture_t *f, int n_ctx)
 {
-    shoal_llama_ctx_params_t p;
-    shoal_llama_ctx_params_init(&p);
+    shoal_engine_params_t p;
+    shoal_engine_params_init(&p);
     p.n_ctx = n_ctx;
-    shoal_llama_ctx_t *c = NULL;
-    assert_int_equal(shoal_llama_ctx_new(f->m, &p, f->pool, &c), SHOAL_OK);
+    p.pool = f->pool;
+    shoal_engine_t *c = NULL;
+    assert_int_equal(shoal_engine_new(f->m, &p, &c), SHOAL_OK);
     return c;
 }
 
@@ -79,13 +80,13 @@ static int argmax(const float *x, int n)
 }
 
 /* Rows [0, n) of every layer's K and V must be equal bytes. */
-static void assert_same_cache(fixture_t *f, shoal_llama_ctx_t *a, shoal_llama_ctx_t *b, int n)
+static void assert_same_cache(fixture_t *f, shoal_engine_t *a, shoal_engine_t *b, int n)
 {
     for (int l = 0; l < f->m->hp.n_layer; l++) {
-        float *ka, *va, *kb, *vb;
-        size_t rb;
-        assert_int_equal(shoal_llama_kv_layer(a, l, &ka, &va, &rb), SHOAL_OK);
-        assert_int_equal(shoal_llama_kv_layer(b, l, &kb, &vb, &rb), SHOAL_OK);
+        const float *ka, *va, *kb, *vb;
+        const size_t rb = (size_t)f->m->hp.kv_dim * sizeof(float);
+        assert_int_equal(shoal_engine_kv_host(a, l, &ka, &va), SHOAL_OK);
+        assert_int_equal(shoal_engine_kv_host(b, l, &kb, &vb), SHOAL_OK);
         assert_memory_equal(ka, kb, (size_t)n * rb);
         assert_memory_equal(va, vb, (size_t)n * rb);
     }
@@ -98,18 +99,18 @@ static void test_round_trip_bit_identical(void **state)
     const int vocab = f->m->hp.vocab;
     char path[512];
     snprintf(path, sizeof path, "%s/kv.safetensors", g_dir);
-    shoal_llama_ctx_t *a = new_ctx(f, 128), *b = new_ctx(f, 64);
+    shoal_engine_t *a = new_ctx(f, 128), *b = new_ctx(f, 64);
     float *la = malloc(sizeof(float) * vocab), *lb = malloc(sizeof(float) * vocab);
-    assert_int_equal(shoal_llama_eval(a, k_prompt, NP, 0, la, SHOAL_LLAMA_LOGITS_LAST), SHOAL_OK);
+    assert_int_equal(shoal_engine_eval(a, k_prompt, NP, 0, la, SHOAL_LLAMA_LOGITS_LAST), SHOAL_OK);
     assert_int_equal(shoal_kv_save_safetensors(a, f->sha, path), SHOAL_OK);
     assert_int_equal(shoal_kv_load_safetensors(b, f->sha, path), SHOAL_OK);
-    assert_int_equal(shoal_llama_n_past(b), NP);
+    assert_int_equal(shoal_engine_n_past(b), NP);
     assert_same_cache(f, a, b, NP);
     /* Greedy continuation from both: the same tokens and the same logits, bit for bit. */
     int32_t tok = argmax(la, vocab);
     for (int step = 0; step < 6; step++) {
-        assert_int_equal(shoal_llama_eval(a, &tok, 1, NP + step, la, SHOAL_LLAMA_LOGITS_LAST), SHOAL_OK);
-        assert_int_equal(shoal_llama_eval(b, &tok, 1, NP + step, lb, SHOAL_LLAMA_LOGITS_LAST), SHOAL_OK);
+        assert_int_equal(shoal_engine_eval(a, &tok, 1, NP + step, la, SHOAL_LLAMA_LOGITS_LAST), SHOAL_OK);
+        assert_int_equal(shoal_engine_eval(b, &tok, 1, NP + step, lb, SHOAL_LLAMA_LOGITS_LAST), SHOAL_OK);
         assert_memory_equal(la, lb, sizeof(float) * vocab);
         tok = argmax(la, vocab);
     }
@@ -137,8 +138,8 @@ static void test_round_trip_bit_identical(void **state)
     assert_string_equal(shoal_safetensors_meta(st, "model_sha256"), hex);
     shoal_safetensors_free(st);
     free(buf), free(file), free(la), free(lb);
-    shoal_llama_ctx_delete(a);
-    shoal_llama_ctx_delete(b);
+    shoal_engine_delete(a);
+    shoal_engine_delete(b);
 }
 
 static void test_empty_cache(void **state)
@@ -147,13 +148,13 @@ static void test_empty_cache(void **state)
     NEED_MODEL(f);
     char path[512];
     snprintf(path, sizeof path, "%s/empty.safetensors", g_dir);
-    shoal_llama_ctx_t *a = new_ctx(f, 32), *b = new_ctx(f, 32);
-    assert_int_equal(shoal_llama_eval(b, k_prompt, 4, 0, NULL, SHOAL_LLAMA_LOGITS_NONE), SHOAL_OK);
+    shoal_engine_t *a = new_ctx(f, 32), *b = new_ctx(f, 32);
+    assert_int_equal(shoal_engine_eval(b, k_prompt, 4, 0, NULL, SHOAL_LLAMA_LOGITS_NONE), SHOAL_OK);
     assert_int_equal(shoal_kv_save_safetensors(a, f->sha, path), SHOAL_OK);
     assert_int_equal(shoal_kv_load_safetensors(b, f->sha, path), SHOAL_OK);
-    assert_int_equal(shoal_llama_n_past(b), 0);
-    shoal_llama_ctx_delete(a);
-    shoal_llama_ctx_delete(b);
+    assert_int_equal(shoal_engine_n_past(b), 0);
+    shoal_engine_delete(a);
+    shoal_engine_delete(b);
 }
 
 static uint8_t *slurp(const char *path, size_t *n)
@@ -177,7 +178,7 @@ static void spit(const char *path, const uint8_t *b, size_t n)
     fclose(fp);
 }
 
-static void expect_refused(shoal_llama_ctx_t *c, const uint8_t *sha, const char *path, const char *needle)
+static void expect_refused(shoal_engine_t *c, const uint8_t *sha, const char *path, const char *needle)
 {
     shoal_status_t s = shoal_kv_load_safetensors(c, sha, path);
     if (s == SHOAL_OK) fail_msg("%s accepted", path);
@@ -191,14 +192,14 @@ static void test_refusals_leave_context_untouched(void **state)
     char good[512], bad[512];
     snprintf(good, sizeof good, "%s/good.safetensors", g_dir);
     snprintf(bad, sizeof bad, "%s/bad.safetensors", g_dir);
-    shoal_llama_ctx_t *a = new_ctx(f, 64), *b = new_ctx(f, 64), *small = new_ctx(f, 8);
-    assert_int_equal(shoal_llama_eval(a, k_prompt, 12, 0, NULL, SHOAL_LLAMA_LOGITS_NONE), SHOAL_OK);
+    shoal_engine_t *a = new_ctx(f, 64), *b = new_ctx(f, 64), *small = new_ctx(f, 8);
+    assert_int_equal(shoal_engine_eval(a, k_prompt, 12, 0, NULL, SHOAL_LLAMA_LOGITS_NONE), SHOAL_OK);
     assert_int_equal(shoal_kv_save_safetensors(a, f->sha, good), SHOAL_OK);
     /* b holds another sequence; every refused load must leave it exactly so. */
-    assert_int_equal(shoal_llama_eval(b, k_prompt + 5, 9, 0, NULL, SHOAL_LLAMA_LOGITS_NONE), SHOAL_OK);
-    size_t rb;
-    float *k0, *v0;
-    assert_int_equal(shoal_llama_kv_layer(b, 0, &k0, &v0, &rb), SHOAL_OK);
+    assert_int_equal(shoal_engine_eval(b, k_prompt + 5, 9, 0, NULL, SHOAL_LLAMA_LOGITS_NONE), SHOAL_OK);
+    const size_t rb = (size_t)f->m->hp.kv_dim * sizeof(float);
+    const float *k0, *v0;
+    assert_int_equal(shoal_engine_kv_host(b, 0, &k0, &v0), SHOAL_OK);
     uint8_t *k_before = malloc(64 * rb);
     memcpy(k_before, k0, 64 * rb);
 
@@ -231,12 +232,12 @@ static void test_refusals_leave_context_untouched(void **state)
     spit(bad, (const uint8_t *)"not a safetensors file at all", 29);
     expect_refused(b, f->sha, bad, "safetensors");
 
-    assert_int_equal(shoal_llama_n_past(b), 9);
+    assert_int_equal(shoal_engine_n_past(b), 9);
     assert_memory_equal(k0, k_before, 64 * rb);
     free(orig), free(c), free(k_before);
-    shoal_llama_ctx_delete(a);
-    shoal_llama_ctx_delete(b);
-    shoal_llama_ctx_delete(small);
+    shoal_engine_delete(a);
+    shoal_engine_delete(b);
+    shoal_engine_delete(small);
 }
 
 int main(void)

@@ -38,16 +38,16 @@ c=$("${RUN[@]}" "$SHOAL_GUESTS/tokens.wasm" -n 24 default "$L" | answer)
 [ -n "$a" ] && [ "$a" = "$b" ] && [ "$a" = "$c" ] && pass "24-token poem identical on all three paths" \
   || fail "poem differs: [$a] [$b] [$c]"
 
-# Options: reverse-prompt stops right after the text appears; enable-log reports on stderr and
-# says that n-gpu-layers is ignored on the CPU (never a silent pretend-GPU); stream-stdout prints
-# the pieces from the host as they come.
+# Options: reverse-prompt stops right after the text appears; enable-log reports on stderr, and
+# nothing is printed without it; stream-stdout prints the pieces from the host as they come.
+# (Where a context runs — n-gpu-layers, targets — is tests/test_nn_device.sh.)
 rp=$("${RUN[@]}" "$SHOAL_GUESTS/complete.wasm" -n 32 -o '"reverse-prompt": "France"' default "$Q" | answer)
 [[ "$rp" == *France ]] && [ ${#rp} -lt ${#one} ] && pass "reverse-prompt stops the answer at \"France\"" \
   || fail "reverse-prompt: [$rp]"
-log=$("${RUN[@]}" "$SHOAL_GUESTS/complete.wasm" -n 8 -o '"enable-log": true, "n-gpu-layers": 99' default "$Q" 2>&1 >/dev/null)
-grep -q "n-gpu-layers 99 ignored" <<<"$log" && grep -q "tokens/s" <<<"$log" && pass "enable-log: progress and the ignored n-gpu-layers on stderr" \
+log=$("${RUN[@]}" "$SHOAL_GUESTS/complete.wasm" -n 8 -o '"enable-log": true, "n-gpu-layers": 0' default "$Q" 2>&1 >/dev/null)
+grep -q "positions on the CPU" <<<"$log" && grep -q "tokens/s" <<<"$log" && pass "enable-log: progress and the device on stderr" \
   || fail "enable-log: $log"
-quiet=$("${RUN[@]}" "$SHOAL_GUESTS/complete.wasm" -n 8 -o '"n-gpu-layers": 99' default "$Q" 2>&1 >/dev/null)
+quiet=$("${RUN[@]}" "$SHOAL_GUESTS/complete.wasm" -n 8 -o '"n-gpu-layers": 0' default "$Q" 2>&1 >/dev/null)
 [ -z "$quiet" ] && pass "no log without enable-log" || fail "unexpected stderr: $quiet"
 ss=$("${RUN[@]}" "$SHOAL_GUESTS/complete.wasm" -n 32 -o '"stream-stdout": true' default "$Q")
 [ "$(head -c ${#ans1} <<<"$ss")" = "$ans1" ] && pass "stream-stdout prints the answer from the host too" \

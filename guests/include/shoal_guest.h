@@ -94,6 +94,9 @@ int32_t shoal_llm_detokenize(int32_t h, const int32_t *ids, uint32_t n, uint32_t
 /* Appends ids[0..n) to the sequence; writes the last token's logits (mode 1, n_vocab floats) or
  * every token's (mode 2, n x n_vocab) into `logits`, in place. SHOAL_ST_LIMIT when the context is full. */
 SHOAL_IMPORT("llm_eval") int32_t shoal_llm_eval(int32_t h, const int32_t *ids, uint32_t n, float *logits, int32_t mode);
+/* Evaluates ids[0..n) and writes the most likely next token (lowest id on ties) to *token without
+ * producing logits: on a GPU only the id leaves the device. The token is not evaluated yet. */
+SHOAL_IMPORT("llm_eval_greedy") int32_t shoal_llm_eval_greedy(int32_t h, const int32_t *ids, uint32_t n, int32_t *token);
 /* Replaces the session's sampler (greedy by default). */
 SHOAL_IMPORT("llm_sampler_config") int32_t shoal_llm_sampler_config(int32_t h, const shoal_sampler_params_t *p);
 /* Picks a token from n_vocab logits (evaluated tokens form the repeat-penalty history). */

@@ -21,6 +21,7 @@ typedef struct cli_common {
     int nowned;
     /* --nn-preload NAME:ENCODING:TARGET:PATH, loaded into the runtime before the guest starts */
     const char *preload_name[16], *preload_path[16];
+    shoal_device_kind_t preload_device[16];
     int npreload;
 } cli_common;
 

@@ -17,9 +17,10 @@ const char *const cli_common_help =
     "  --max-memory SIZE       cap the guest's linear memory (e.g. 64M, 1G)\n"
     "  --timeout TIME          stop the guest after TIME (e.g. 500ms, 10s; bare numbers are ms)\n"
     "  --fuel N                stop the guest after N units of fuel (about one per instruction)\n"
-    "  --nn-preload NAME:GGML:AUTO:FILE.gguf\n"
+    "  --nn-preload NAME:GGML:TARGET:FILE.gguf\n"
     "                          load a model once and name it for wasi-nn (load_by_name) and the\n"
-    "                          shoal token API (llm_open); repeatable\n";
+    "                          shoal token API (llm_open); TARGET AUTO follows --device, CPU or GPU\n"
+    "                          pins the model's contexts there; repeatable\n";
 
 void cli_common_init(cli_common *c)
 {
@@ -92,8 +93,8 @@ static int is_opt(const char *a, const char *opt)
     return !strncmp(a, opt, n) && (a[n] == '\0' || a[n] == '=');
 }
 
-/* NAME:ENCODING:TARGET:PATH as WasmEdge spells it. The encoding must be GGML (or AUTO); the
- * target is accepted for compatibility: the runtime's --device decides where models run. */
+/* NAME:ENCODING:TARGET:PATH as WasmEdge spells it. The encoding must be GGML (or AUTO). TARGET
+ * CPU or GPU pins the model's contexts to that device; AUTO follows --device; TPU is refused. */
 static int parse_preload(cli_common *c, const char *v)
 {
     const char *f[4];
@@ -115,10 +116,14 @@ static int parse_preload(cli_common *c, const char *v)
         return -1;
     }
     static const char *const targets[] = {"AUTO", "CPU", "GPU", "TPU"};
-    bool target_ok = false;
+    int target = -1;
     for (int k = 0; k < 4; k++)
-        if (len[2] == strlen(targets[k]) && !strncasecmp(f[2], targets[k], len[2])) target_ok = true;
-    if (!target_ok) {
+        if (len[2] == strlen(targets[k]) && !strncasecmp(f[2], targets[k], len[2])) target = k;
+    if (target == 3) {
+        fprintf(stderr, "shoal: --nn-preload %s: target TPU is not served here (AUTO, CPU or GPU)\n", v);
+        return -1;
+    }
+    if (target < 0) {
         fprintf(stderr, "shoal: --nn-preload %s: target \"%.*s\" is not one of AUTO, CPU, GPU, TPU\n", v, (int)len[2],
                 f[2]);
         return -1;
@@ -136,6 +141,7 @@ static int parse_preload(cli_common *c, const char *v)
     c->owned[c->nowned++] = name;
     c->preload_name[c->npreload] = name;
     c->preload_path[c->npreload] = f[3];
+    c->preload_device[c->npreload] = target == 1 ? SHOAL_DEVICE_CPU : target == 2 ? SHOAL_DEVICE_CUDA : SHOAL_DEVICE_AUTO;
     c->npreload++;
     return 1;
 }
@@ -238,7 +244,8 @@ int cli_common_parse(cli_common *c, int argc, char **argv, int *i)
 int cli_preload_models(const cli_common *c, shoal_runtime_t *rt)
 {
     for (int i = 0; i < c->npreload; i++) {
-        shoal_status_t s = shoal_runtime_preload_model(rt, c->preload_name[i], c->preload_path[i]);
+        shoal_status_t s = shoal_runtime_preload_model_on(rt, c->preload_name[i], c->preload_path[i],
+                                                          c->preload_device[i]);
         if (s != SHOAL_OK) {
             fprintf(stderr, "shoal: --nn-preload %s: %s\n", c->preload_name[i], shoal_last_error());
             return -1;

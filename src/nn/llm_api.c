@@ -2,8 +2,9 @@
  * drives a model it names (preloaded with --nn-preload) one token batch at a time.
  *
  * Zero copy: token ids are read where they lie in guest memory and logits are written by the
- * forward pass directly into the guest's buffer (shoal_llama_eval's output pointer is the
- * guest's bytes); text is tokenised in place and detokenised straight into the guest's buffer.
+ * forward pass directly into the guest's buffer (the engine's output pointer is the
+ * guest's bytes; on a GPU runtime the guest's memory is registered with the device, so the
+ * kernels write there); text is tokenised in place and detokenised straight into the guest's buffer.
  * The KV cache belongs to the actor (its session) and never enters guest memory.
  *
  * Conventions (as the rest of `shoal`): a bad pointer/length traps the guest with a precise
@@ -42,7 +43,7 @@ _Static_assert(sizeof(guest_sampler_params) == 32, "sampler params layout");
 
 typedef struct llm_session {
     const shoal_nn_model_t *m;
-    shoal_llama_ctx_t *llama;
+    shoal_engine_t *eng; /* the session's KV cache, on the CPU or the GPU */
     shoal_sampler_t *sampler;
 } llm_session;
 
@@ -54,7 +55,7 @@ static void session_delete(llm_session *s)
 {
     if (!s) return;
     shoal_sampler_delete(s->sampler);
-    shoal_llama_ctx_delete(s->llama);
+    shoal_engine_delete(s->eng);
     free(s);
 }
 
@@ -86,8 +87,8 @@ static shoal_status_t state_save(void *p, uint8_t **buf, size_t *len)
         if (!s) continue;
         nn_w_u32(&w, i);
         nn_snap_model_save(&w, s->m);
-        nn_w_u32(&w, (uint32_t)shoal_llama_n_ctx(s->llama));
-        nn_snap_kv_save(&w, s->llama, s->m->sha256);
+        nn_w_u32(&w, (uint32_t)shoal_engine_n_ctx(s->eng));
+        nn_snap_kv_save(&w, s->eng, s->m->sha256);
         nn_snap_sampler_save(&w, s->sampler);
     }
     return w.ok ? SHOAL_OK : shoal_fail(SHOAL_E_NOMEM, "llm snapshot: out of memory");
@@ -118,14 +119,17 @@ static shoal_status_t state_load(shoal_instance_t *inst, const uint8_t *buf, siz
         }
         st->s[h] = s;
         s->m = m;
-        shoal_llama_ctx_params_t p;
-        shoal_llama_ctx_params_init(&p);
+        shoal_engine_params_t p;
+        shoal_engine_params_init(&p);
         p.n_ctx = (int)n_ctx;
+        p.pool = shoal_nn_pool(inst->rt);
         shoal_sampler_params_t sp;
         shoal_sampler_params_init(&sp);
-        rc = shoal_llama_ctx_new(m->llama, &p, shoal_nn_pool(inst->rt), &s->llama);
+        /* The restoring runtime decides the device: a session saved on the GPU continues on the
+         * CPU of a CPU runtime and the reverse (the cache rows are the same layout). */
+        rc = shoal_nn_engine_new(inst->rt, m, SHOAL_DEVICE_AUTO, false, &p, "llm snapshot", &s->eng);
         if (!rc) rc = shoal_sampler_new(&sp, m->llama->hp.vocab, &s->sampler);
-        if (!rc) rc = nn_snap_kv_load(&r, s->llama, m->sha256);
+        if (!rc) rc = nn_snap_kv_load(&r, s->eng, m->sha256);
         if (!rc) rc = nn_snap_sampler_load(&r, s->sampler);
     }
     if (rc == SHOAL_OK && (!r.ok || r.p != r.end)) rc = shoal_fail(SHOAL_E_FORMAT, "llm snapshot: section length mismatch");
@@ -221,13 +225,14 @@ HOST(h_open)
     llm_session *s = calloc(1, sizeof *s);
     if (!s) return ret(results, shoal_fail(SHOAL_E_NOMEM, "%s: out of memory", c.fn));
     s->m = m;
-    shoal_llama_ctx_params_t p;
-    shoal_llama_ctx_params_init(&p);
+    shoal_engine_params_t p;
+    shoal_engine_params_init(&p);
     p.n_ctx = n_ctx ? n_ctx : shoal_nn_default_ctx(m);
+    p.pool = shoal_nn_pool(c.inst->rt);
     shoal_sampler_params_t sp;
     shoal_sampler_params_init(&sp);
     sp.temperature = 0; /* greedy until the guest configures sampling */
-    shoal_status_t st = shoal_llama_ctx_new(m->llama, &p, shoal_nn_pool(c.inst->rt), &s->llama);
+    shoal_status_t st = shoal_nn_engine_new(c.inst->rt, m, SHOAL_DEVICE_AUTO, false, &p, c.fn, &s->eng);
     if (st == SHOAL_OK) st = shoal_sampler_new(&sp, m->llama->hp.vocab, &s->sampler);
     if (st != SHOAL_OK) {
         session_delete(s);
@@ -256,8 +261,8 @@ HOST(h_info)
     const shoal_llama_hparams_t *hp = &s->m->llama->hp;
     guest_llm_info info = {
         .n_vocab = hp->vocab,
-        .n_ctx = shoal_llama_n_ctx(s->llama),
-        .n_past = shoal_llama_n_past(s->llama),
+        .n_ctx = shoal_engine_n_ctx(s->eng),
+        .n_past = shoal_engine_n_past(s->eng),
         .bos = shoal_tokenizer_bos(s->m->tok),
         .eos = shoal_tokenizer_eos(s->m->tok),
         .eot = shoal_tokenizer_eot(s->m->tok),
@@ -340,9 +345,31 @@ HOST(h_eval)
         (const uint8_t *)logits < (const uint8_t *)(ids + n))
         return shoal_trap("%s: the logits buffer overlaps the token ids", c.fn);
     shoal_status_t st =
-        shoal_llama_eval(s->llama, ids, (int)n, shoal_llama_n_past(s->llama), logits, (int)mode);
+        shoal_engine_eval(s->eng, ids, (int)n, shoal_engine_n_past(s->eng), logits, (int)mode);
     if (st != SHOAL_OK) return ret(results, shoal_fail_wrap(st, "%s", c.fn));
     for (uint32_t i = 0; i < n; i++) shoal_sampler_accept(s->sampler, ids[i]);
+    return ret(results, SHOAL_OK);
+}
+
+/* llm_eval_greedy(h, ids, n, *token): as llm_eval without logits, then the most likely next
+ * token (lowest id on ties) into *token. On the GPU the choice is made on the device and only the
+ * id crosses the bus; the sampler's penalties do not apply (greedy decoding needs none). The
+ * chosen token is not evaluated: pass it to the next call. */
+HOST(h_eval_greedy)
+{
+    BEGIN("shoal.llm_eval_greedy");
+    SESSION(s);
+    const int32_t *ids;
+    uint8_t *out;
+    uint32_t n = ARG(2);
+    if (n == 0 || n > (1u << 20)) return ret(results, shoal_fail(SHOAL_E_INVALID, "%s: %u tokens", c.fn, n));
+    RANGE(ids, "token ids", ARG(1), (uint64_t)n * 4, 4);
+    RANGE(out, "token out-pointer", ARG(3), 4, 4);
+    int32_t tok;
+    shoal_status_t st = shoal_engine_eval_greedy(s->eng, ids, (int)n, shoal_engine_n_past(s->eng), &tok);
+    if (st != SHOAL_OK) return ret(results, shoal_fail_wrap(st, "%s", c.fn));
+    for (uint32_t i = 0; i < n; i++) shoal_sampler_accept(s->sampler, ids[i]);
+    put32(out, (uint32_t)tok);
     return ret(results, SHOAL_OK);
 }
 
@@ -404,10 +431,10 @@ HOST(h_rewind)
 {
     BEGIN("shoal.llm_rewind");
     SESSION(s);
-    int32_t n = args[1].of.i32, cur = shoal_llama_n_past(s->llama);
+    int32_t n = args[1].of.i32, cur = shoal_engine_n_past(s->eng);
     if (n < 0 || n > cur)
         return ret(results, shoal_fail(SHOAL_E_INVALID, "%s: n_past %d outside [0, %d]", c.fn, n, cur));
-    shoal_llama_set_n_past(s->llama, n);
+    shoal_engine_set_n_past(s->eng, n);
     if (n == 0) shoal_sampler_reset(s->sampler, shoal_sampler_params(s->sampler)->seed);
     return ret(results, SHOAL_OK);
 }
@@ -465,6 +492,7 @@ shoal_status_t shoal_host_llm_define(shoal_runtime_t *rt)
         {"llm_tokenize", "iiiiiii>i", h_tokenize},
         {"llm_detokenize", "iiiiiii>i", h_detokenize},
         {"llm_eval", "iiiii>i", h_eval},
+        {"llm_eval_greedy", "iiii>i", h_eval_greedy},
         {"llm_sampler_config", "ii>i", h_sampler_config},
         {"llm_sample", "iii>i", h_sample},
         {"llm_is_eog", "ii>i", h_is_eog},

@@ -16,6 +16,8 @@ void nn_config_defaults(nn_config_t *c)
     c->temp = 0.8f;
     c->top_p = 0.95f;
     c->repeat_penalty = 1.0f;
+    c->n_gpu_layers = NN_GPU_LAYERS_UNSET;
+    c->target = SHOAL_DEVICE_AUTO;
 }
 
 /* An integer-valued JSON number in [lo, hi] (reals with an integral value are accepted: some

@@ -6,7 +6,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "shoal.h"
+
 #define NN_REVERSE_PROMPT_MAX 255
+/* n_gpu_layers when the guest did not set "n-gpu-layers": the execution target decides. */
+#define NN_GPU_LAYERS_UNSET (-2)
 
 typedef struct nn_config {
     int ctx_size;       /* "ctx-size"; 0: the model's default (min(trained, 4096)) */
@@ -17,11 +21,17 @@ typedef struct nn_config {
     float top_p;        /* "top-p" */
     float repeat_penalty; /* "repeat-penalty"; 1: off */
     uint64_t seed;      /* "seed" */
-    int64_t n_gpu_layers; /* "n-gpu-layers": accepted; the CPU backend runs every layer itself */
+    /* "n-gpu-layers": 0 runs the context on the CPU; -1 or >= the model's layer count on the GPU;
+     * a split between the two is refused (Shoal runs a model wholly on one device). */
+    int64_t n_gpu_layers;
     bool enable_log;    /* "enable-log": progress and errors on the host's stderr */
     bool stream_stdout; /* "stream-stdout": compute() also prints each piece to the host's stdout */
     char reverse_prompt[NN_REVERSE_PROMPT_MAX + 1]; /* "reverse-prompt": stop once the output contains it */
     size_t reverse_len;
+    /* The graph's execution target (wasi-nn load's target; not a JSON key, not snapshotted: a
+     * restored context runs where the restoring runtime puts it). */
+    shoal_device_kind_t target;
+    bool target_strict; /* the guest named the GPU explicitly: no fallback to the CPU */
 } nn_config_t;
 
 /* WasmEdge's defaults where they are deterministic: temp 0.8, top-p 0.95, repeat-penalty 1.0,

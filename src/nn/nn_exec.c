@@ -21,15 +21,17 @@ struct nn_exec {
     shoal_runtime_t *rt;
     const shoal_nn_model_t *m;
     nn_config_t cfg;
-    /* llama context, rebuilt when ctx-size / batch-size / threads change */
-    shoal_llama_ctx_t *llama;
-    int llama_ctx, llama_batch, llama_threads;
+    /* the sequence's engine (KV cache), rebuilt when ctx-size / batch-size / threads / the
+     * device the options ask for change */
+    shoal_engine_t *eng;
+    int eng_ctx, eng_batch, eng_threads;
+    shoal_device_kind_t eng_want;
     shoal_threadpool_t *own_pool; /* only for a "threads" value unlike the runtime's pool */
     shoal_sampler_t *sampler;
     float *logits;       /* (vocab,) logits of the last evaluated token */
     int32_t *prompt;     /* (n_prompt,) */
     size_t n_prompt, cap_prompt;
-    int32_t *kv_ids;     /* (n_kv,) the tokens whose cache rows [0, n_kv) llama holds */
+    int32_t *kv_ids;     /* (n_kv,) the tokens whose cache rows [0, n_kv) the engine holds */
     size_t n_kv, cap_kv;
     size_t n_cached;     /* prompt tokens the last compute found already in the cache */
     int32_t *out;        /* (n_out,) generated tokens, end-of-generation excluded */
@@ -95,7 +97,7 @@ int nn_exec_new(shoal_runtime_t *rt, const shoal_nn_model_t *m, const nn_config_
 void nn_exec_delete(nn_exec_t *e)
 {
     if (!e) return;
-    shoal_llama_ctx_delete(e->llama);
+    shoal_engine_delete(e->eng);
     shoal_threadpool_delete(e->own_pool);
     shoal_sampler_delete(e->sampler);
     free(e->logits);
@@ -145,14 +147,42 @@ int nn_exec_set_prompt(nn_exec_t *e, const char *text, size_t len)
     return fail(e, NN_ERR_INVALID_ARGUMENT, SHOAL_E_INVALID, "cannot tokenize the prompt: %s", shoal_last_error());
 }
 
-/* Makes e->llama a context of n_ctx positions, batch `batch`, on `threads` threads of its own
- * (0: the runtime's pool), reusing the current one if it matches. */
-static int build_llama(nn_exec_t *e, int n_ctx, int batch, int threads)
+/* The device the options ask for: "n-gpu-layers" when the guest set it, else the graph's target.
+ * *strict: a GPU that cannot be had is an error rather than a move to the CPU. */
+static int wanted_device(nn_exec_t *e, shoal_device_kind_t *want, bool *strict)
 {
-    if (e->llama && e->llama_ctx == n_ctx && e->llama_batch == batch && e->llama_threads == threads)
+    int64_t ngl = e->cfg.n_gpu_layers;
+    int n_layer = e->m->llama->hp.n_layer;
+    *strict = e->cfg.target_strict;
+    if (ngl == NN_GPU_LAYERS_UNSET) {
+        *want = e->cfg.target;
         return NN_ERR_SUCCESS;
-    shoal_llama_ctx_delete(e->llama);
-    e->llama = NULL;
+    }
+    if (ngl > 0 && ngl < n_layer)
+        return fail(e, NN_ERR_INVALID_ARGUMENT, SHOAL_E_UNSUPPORTED,
+                    "n-gpu-layers %lld: Shoal runs a model wholly on one device; use 0 (CPU) or %d or more / -1 "
+                    "(GPU) for this %d-layer model",
+                    (long long)ngl, n_layer, n_layer);
+    if (ngl == 0 && e->cfg.target_strict)
+        return fail(e, NN_ERR_INVALID_ARGUMENT, SHOAL_E_INVALID,
+                    "n-gpu-layers 0 asks for the CPU, but the graph was loaded with execution target GPU");
+    *want = ngl == 0 ? SHOAL_DEVICE_CPU : SHOAL_DEVICE_CUDA;
+    return NN_ERR_SUCCESS;
+}
+
+/* Makes e->eng a context of n_ctx positions, batch `batch`, on `threads` threads of its own
+ * (0: the runtime's pool) on the device the options ask for, reusing the current one if it
+ * matches. */
+static int build_engine(nn_exec_t *e, int n_ctx, int batch, int threads)
+{
+    shoal_device_kind_t want = SHOAL_DEVICE_AUTO;
+    bool strict = false;
+    int r = wanted_device(e, &want, &strict);
+    if (r) return r;
+    if (e->eng && e->eng_ctx == n_ctx && e->eng_batch == batch && e->eng_threads == threads && e->eng_want == want)
+        return NN_ERR_SUCCESS;
+    shoal_engine_delete(e->eng);
+    e->eng = NULL;
     e->n_kv = 0;
     shoal_threadpool_delete(e->own_pool);
     e->own_pool = NULL;
@@ -162,19 +192,24 @@ static int build_llama(nn_exec_t *e, int n_ctx, int batch, int threads)
             return fail(e, NN_ERR_RUNTIME_ERROR, SHOAL_E_NOMEM, "cannot start %d threads", threads);
         pool = e->own_pool;
     }
-    shoal_llama_ctx_params_t p;
-    shoal_llama_ctx_params_init(&p);
+    shoal_engine_params_t p;
+    shoal_engine_params_init(&p);
     p.n_ctx = n_ctx;
     p.n_batch = batch;
-    if (shoal_llama_ctx_new(e->m->llama, &p, pool, &e->llama) != SHOAL_OK)
-        return fail(e, NN_ERR_RUNTIME_ERROR, SHOAL_E_NOMEM, "cannot create a context of %d positions: %s", n_ctx,
+    p.pool = pool;
+    shoal_status_t st = shoal_nn_engine_new(e->rt, e->m, want, strict, &p, "wasi-nn", &e->eng);
+    if (st != SHOAL_OK)
+        return fail(e, NN_ERR_RUNTIME_ERROR, st, "cannot create a context of %d positions: %s", n_ctx,
                     shoal_last_error());
-    e->llama_ctx = n_ctx;
-    e->llama_batch = batch;
-    e->llama_threads = threads;
-    log_line(e, "context: %d positions, batch %d, %d threads", n_ctx, batch, pool ? shoal_threadpool_size(pool) : 1);
-    if (e->cfg.n_gpu_layers != 0)
-        log_line(e, "n-gpu-layers %lld ignored: this runtime runs the model on the CPU", (long long)e->cfg.n_gpu_layers);
+    e->eng_ctx = n_ctx;
+    e->eng_batch = batch;
+    e->eng_threads = threads;
+    e->eng_want = want;
+    if (shoal_engine_device(e->eng) == SHOAL_DEVICE_CUDA)
+        log_line(e, "context: %d positions on the GPU", n_ctx);
+    else
+        log_line(e, "context: %d positions on the CPU, batch %d, %d threads", n_ctx, batch,
+                 pool ? shoal_threadpool_size(pool) : 1);
     return NN_ERR_SUCCESS;
 }
 
@@ -193,14 +228,14 @@ static int new_sampler(nn_exec_t *e)
     return NN_ERR_SUCCESS;
 }
 
-/* (Re)builds the llama context and sampler for the current options; resets the sequence. */
+/* (Re)builds the engine and sampler for the current options; resets the sequence. */
 static int prepare(nn_exec_t *e)
 {
     int n_ctx = e->cfg.ctx_size > 0 ? e->cfg.ctx_size : shoal_nn_default_ctx(e->m);
     shoal_threadpool_t *pool = shoal_nn_pool(e->rt);
     int threads = e->cfg.threads;
     if (threads > 0 && pool && threads == shoal_threadpool_size(pool)) threads = 0;
-    int r = build_llama(e, n_ctx, e->cfg.batch_size, threads);
+    int r = build_engine(e, n_ctx, e->cfg.batch_size, threads);
     if (r) return r;
     if ((r = new_sampler(e))) return r;
     e->n_out = e->out_bytes = 0;
@@ -236,21 +271,21 @@ static int eval_prompt(nn_exec_t *e)
         return fail(e, NN_ERR_INVALID_ARGUMENT, SHOAL_E_INVALID, "no prompt: call set_input(ctx, 0, tensor) first");
     int r = prepare(e);
     if (r) return r;
-    if (e->n_prompt + PROMPT_RESERVE > (size_t)e->llama_ctx)
+    if (e->n_prompt + PROMPT_RESERVE > (size_t)e->eng_ctx)
         return fail(e, NN_ERR_PROMPT_TOO_LONG, SHOAL_E_LIMIT,
-                    "the prompt has %zu tokens; a context of %d positions takes at most %d", e->n_prompt, e->llama_ctx,
-                    e->llama_ctx - PROMPT_RESERVE);
+                    "the prompt has %zu tokens; a context of %d positions takes at most %d", e->n_prompt, e->eng_ctx,
+                    e->eng_ctx - PROMPT_RESERVE);
     /* Multi-turn guests resend the whole conversation: rows for a common prefix already in the
      * cache are kept (they are a pure function of tokens and positions, so the result is the
      * same as a full re-evaluation); at least the last prompt token is evaluated for logits. */
     size_t keep = 0;
     while (keep < e->n_kv && keep + 1 < e->n_prompt && e->kv_ids[keep] == e->prompt[keep]) keep++;
     e->n_cached = keep;
-    if (shoal_llama_set_n_past(e->llama, (int)keep) != SHOAL_OK)
+    if (shoal_engine_set_n_past(e->eng, (int)keep) != SHOAL_OK)
         return fail(e, NN_ERR_RUNTIME_ERROR, SHOAL_E_INVALID, "cache rewind failed: %s", shoal_last_error());
     e->n_kv = keep;
     double t0 = now_ms();
-    shoal_status_t st = shoal_llama_eval(e->llama, e->prompt + keep, (int)(e->n_prompt - keep), (int)keep, e->logits,
+    shoal_status_t st = shoal_engine_eval(e->eng, e->prompt + keep, (int)(e->n_prompt - keep), (int)keep, e->logits,
                                          SHOAL_LLAMA_LOGITS_LAST);
     e->prompt_ms = now_ms() - t0;
     if (st != SHOAL_OK) {
@@ -296,10 +331,10 @@ static int step(nn_exec_t *e, bool stream_stdout, bool *reverse_hit)
 {
     double t0 = now_ms();
     if (e->pending >= 0) {
-        if (shoal_llama_n_past(e->llama) + 1 > e->llama_ctx)
+        if (shoal_engine_n_past(e->eng) + 1 > e->eng_ctx)
             return fail(e, NN_ERR_CONTEXT_FULL, SHOAL_E_LIMIT, "the context is full (%d positions): raise ctx-size",
-                        e->llama_ctx);
-        shoal_status_t st = shoal_llama_eval(e->llama, &e->pending, 1, shoal_llama_n_past(e->llama), e->logits,
+                        e->eng_ctx);
+        shoal_status_t st = shoal_engine_eval(e->eng, &e->pending, 1, shoal_engine_n_past(e->eng), e->logits,
                                              SHOAL_LLAMA_LOGITS_LAST);
         if (st != SHOAL_OK) {
             e->n_kv = 0;
@@ -409,7 +444,7 @@ size_t nn_exec_metadata(nn_exec_t *e, char *buf, size_t cap)
                      "{\"input_tokens\":%zu,\"output_tokens\":%zu,\"cached_tokens\":%zu,\"ctx_size\":%d,"
                      "\"prompt_ms\":%.3f,\"generation_ms\":%.3f}",
                      e->n_prompt, e->have_output ? e->n_out : 0, e->have_output ? e->n_cached : 0,
-                     e->llama ? e->llama_ctx : (e->cfg.ctx_size > 0 ? e->cfg.ctx_size : shoal_nn_default_ctx(e->m)),
+                     e->eng ? e->eng_ctx : (e->cfg.ctx_size > 0 ? e->cfg.ctx_size : shoal_nn_default_ctx(e->m)),
                      e->prompt_ms, e->gen_ms);
     return n < 0 ? 0 : (size_t)n;
 }
@@ -452,19 +487,19 @@ void nn_exec_save(nn_exec_t *e, nn_writer *w)
     nn_snap_config_save(w, &e->cfg);
     save_ids(w, e->prompt, e->n_prompt);
     save_ids(w, e->out, e->n_out);
-    save_ids(w, e->kv_ids, e->llama ? e->n_kv : 0);
+    save_ids(w, e->kv_ids, e->eng ? e->n_kv : 0);
     nn_w_u64(w, e->out_bytes);
     nn_w_u32(w, (uint32_t)e->have_output | (uint32_t)e->streaming << 1 | (uint32_t)e->last_valid << 2 |
-                    (uint32_t)(e->llama != NULL) << 3);
+                    (uint32_t)(e->eng != NULL) << 3);
     nn_w_u32(w, (uint32_t)e->pending);
     nn_w_str(w, e->tail, e->tail_len);
     nn_w_f64(w, e->prompt_ms);
     nn_w_f64(w, e->gen_ms);
-    if (e->llama) {
-        nn_w_u32(w, (uint32_t)e->llama_ctx);
-        nn_w_u32(w, (uint32_t)e->llama_batch);
-        nn_w_u32(w, (uint32_t)e->llama_threads);
-        nn_snap_kv_save(w, e->llama, e->m->sha256);
+    if (e->eng) {
+        nn_w_u32(w, (uint32_t)e->eng_ctx);
+        nn_w_u32(w, (uint32_t)e->eng_batch);
+        nn_w_u32(w, (uint32_t)e->eng_threads);
+        nn_snap_kv_save(w, e->eng, e->m->sha256);
     }
     nn_snap_sampler_save(w, e->sampler);
 }
@@ -512,13 +547,13 @@ shoal_status_t nn_exec_load(shoal_runtime_t *rt, const shoal_nn_model_t *m, nn_r
             if (!r->ok || n_ctx < 1 || n_ctx > (1 << 20) || batch < 1 || batch > (1 << 16) || threads < 0 ||
                 threads > 1024)
                 st = shoal_fail(SHOAL_E_FORMAT, "nn snapshot: bad context parameters");
-            else if (build_llama(e, n_ctx, batch, threads))
+            else if (build_engine(e, n_ctx, batch, threads))
                 st = SHOAL_E_NOMEM;
             else
-                st = nn_snap_kv_load(r, e->llama, m->sha256);
-            if (!st && n_kv != (size_t)shoal_llama_n_past(e->llama))
+                st = nn_snap_kv_load(r, e->eng, m->sha256);
+            if (!st && n_kv != (size_t)shoal_engine_n_past(e->eng))
                 st = shoal_fail(SHOAL_E_FORMAT, "nn snapshot: %zu cached token ids for %d cache rows", n_kv,
-                                shoal_llama_n_past(e->llama));
+                                shoal_engine_n_past(e->eng));
             if (!st) {
                 free(e->kv_ids);
                 e->kv_ids = kv, e->n_kv = n_kv, e->cap_kv = cap_kv;
@@ -528,7 +563,7 @@ shoal_status_t nn_exec_load(shoal_runtime_t *rt, const shoal_nn_model_t *m, nn_r
     }
     if (!st && new_sampler(e)) st = SHOAL_E_INVALID;
     if (!st) st = nn_snap_sampler_load(r, e->sampler);
-    if (!st && e->streaming && (!e->llama || e->pending < 0))
+    if (!st && e->streaming && (!e->eng || e->pending < 0))
         st = shoal_fail(SHOAL_E_FORMAT, "nn snapshot: a stream in progress without its cache");
     free(kv);
     if (st) {

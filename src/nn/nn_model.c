@@ -1,6 +1,7 @@
 /* nn_model.c — the runtime's registry of named models (shoal_runtime_preload_model). */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,7 +63,15 @@ static bool valid_name(const char *name)
 
 shoal_status_t shoal_runtime_preload_model(shoal_runtime_t *rt, const char *name, const char *path)
 {
+    return shoal_runtime_preload_model_on(rt, name, path, SHOAL_DEVICE_AUTO);
+}
+
+shoal_status_t shoal_runtime_preload_model_on(shoal_runtime_t *rt, const char *name, const char *path,
+                                              shoal_device_kind_t device)
+{
     if (!rt || !name || !path) return shoal_fail(SHOAL_E_INVALID, "preload: NULL argument");
+    if (device != SHOAL_DEVICE_CPU && device != SHOAL_DEVICE_CUDA && device != SHOAL_DEVICE_AUTO)
+        return shoal_fail(SHOAL_E_INVALID, "preload: device %d is not cpu, cuda or auto", (int)device);
     if (!valid_name(name))
         return shoal_fail(SHOAL_E_INVALID, "preload: model name \"%s\" must be 1-255 printable characters without ':'",
                           name);
@@ -94,6 +103,7 @@ shoal_status_t shoal_runtime_preload_model(shoal_runtime_t *rt, const char *name
     /* A model without a recognised chat template still serves raw prompts. */
     m->has_chat = shoal_chat_template_from_gguf(m->gguf, &m->chat) == SHOAL_OK;
     shoal_clear_error();
+    m->device = device;
     pthread_mutex_lock(&r->lock);
     if (r->n == MAX_MODELS) {
         pthread_mutex_unlock(&r->lock);
@@ -136,4 +146,31 @@ int shoal_nn_default_ctx(const shoal_nn_model_t *m)
 {
     int t = m->llama->hp.n_ctx_train;
     return t > 0 && t < 4096 ? t : 4096;
+}
+
+static const char *device_name(shoal_device_kind_t d) { return d == SHOAL_DEVICE_CUDA ? "cuda" : "cpu"; }
+
+shoal_status_t shoal_nn_engine_new(shoal_runtime_t *rt, const shoal_nn_model_t *m, shoal_device_kind_t want,
+                                   bool strict, const shoal_engine_params_t *p, const char *who,
+                                   shoal_engine_t **out)
+{
+    shoal_engine_params_t ep = *p;
+    shoal_device_kind_t d = want;
+    if (d == SHOAL_DEVICE_AUTO) {
+        d = m->device;
+        strict = d == SHOAL_DEVICE_CUDA;
+    }
+    /* A runtime whose backend owns device memory is the GPU runtime (--device cuda/auto found one). */
+    if (d == SHOAL_DEVICE_AUTO) d = rt->backend->ops->caps & SHOAL_CAP_DEVICE_MEM ? SHOAL_DEVICE_CUDA : SHOAL_DEVICE_CPU;
+    ep.device = d;
+    shoal_status_t st = shoal_engine_new(m->llama, &ep, out);
+    if (st == SHOAL_OK || d != SHOAL_DEVICE_CUDA || strict || st == SHOAL_E_NOMEM)
+        return st == SHOAL_OK ? st
+                              : shoal_fail_wrap(st, "%s: model \"%s\" on %s (%d positions)", who, m->name,
+                                                device_name(d), p->n_ctx);
+    fprintf(stderr, "shoal: %s: model \"%s\" cannot run on the GPU (%s); running it on the CPU\n", who, m->name,
+            shoal_last_error());
+    ep.device = SHOAL_DEVICE_CPU;
+    st = shoal_engine_new(m->llama, &ep, out);
+    return st == SHOAL_OK ? st : shoal_fail_wrap(st, "%s: model \"%s\" on cpu (%d positions)", who, m->name, p->n_ctx);
 }

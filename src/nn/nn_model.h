@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/llm_engine.h"
 #include "model/chat.h"
 #include "model/gguf.h"
 #include "model/llama.h"
@@ -30,6 +31,7 @@ typedef struct shoal_nn_model {
     /* SHA-256 of the whole GGUF file, computed once at preload: the identity snapshots and KV
      * caches are bound to (a name says nothing about the weights behind it). */
     uint8_t sha256[32];
+    shoal_device_kind_t device; /* preload target: CPU, CUDA (binding) or AUTO */
 } shoal_nn_model_t;
 
 /* The model named name[0..len) or NULL. Safe from any thread. */
@@ -39,6 +41,18 @@ const shoal_nn_model_t *shoal_nn_model_find(shoal_runtime_t *rt, const char *nam
 shoal_threadpool_t *shoal_nn_pool(shoal_runtime_t *rt);
 /* Default context size for a model: min(trained context, 4096). */
 int shoal_nn_default_ctx(const shoal_nn_model_t *m);
+
+/* Makes the engine (KV cache) of one context of m. `want` is the guest's own choice for this
+ * context (wasi-nn load target, "n-gpu-layers"): CPU, CUDA or AUTO; AUTO defers to the model's
+ * preload target, and an AUTO there to the runtime's device. A GPU the guest asked for with
+ * `strict` unset, or one AUTO chose, that cannot be used (no GPU, no CUDA in this build, weights
+ * the GPU kernels do not take) falls back to the CPU with a warning on stderr naming the reason;
+ * a binding ask (strict, or a preload target of CUDA) fails instead. Running out of device
+ * memory always fails (SHOAL_E_NOMEM, sizes in the message). p gives n_ctx and the CPU batch and
+ * pool; its device is ignored. `who` prefixes the warning. */
+shoal_status_t shoal_nn_engine_new(shoal_runtime_t *rt, const shoal_nn_model_t *m, shoal_device_kind_t want,
+                                   bool strict, const shoal_engine_params_t *p, const char *who,
+                                   shoal_engine_t **out);
 
 
 #endif

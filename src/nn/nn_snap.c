@@ -63,7 +63,7 @@ const shoal_nn_model_t *nn_snap_model_load(nn_reader *r, shoal_runtime_t *rt, co
     return m;
 }
 
-void nn_snap_kv_save(nn_writer *w, shoal_llama_ctx_t *c, const uint8_t model_sha256[32])
+void nn_snap_kv_save(nn_writer *w, shoal_engine_t *c, const uint8_t model_sha256[32])
 {
     size_t at = *w->len;
     nn_w_u64(w, 0);
@@ -78,7 +78,7 @@ void nn_snap_kv_save(nn_writer *w, shoal_llama_ctx_t *c, const uint8_t model_sha
     memcpy(*w->buf + at, &n, 8);
 }
 
-shoal_status_t nn_snap_kv_load(nn_reader *r, shoal_llama_ctx_t *c, const uint8_t model_sha256[32])
+shoal_status_t nn_snap_kv_load(nn_reader *r, shoal_engine_t *c, const uint8_t model_sha256[32])
 {
     uint64_t n = nn_r_u64(r);
     const uint8_t *p = nn_r_take(r, n);
@@ -140,7 +140,7 @@ shoal_status_t nn_snap_config_load(nn_reader *r, nn_config_t *c)
     uint32_t rl = nn_r_u32(r);
     const uint8_t *rp = nn_r_take(r, rl);
     if (!r->ok || ctx < 0 || ctx > (1 << 20) || batch < 1 || batch > (1 << 16) || threads < 0 || threads > 1024 ||
-        rl > NN_REVERSE_PROMPT_MAX)
+        rl > NN_REVERSE_PROMPT_MAX || n.n_gpu_layers < NN_GPU_LAYERS_UNSET || n.n_gpu_layers > INT32_MAX)
         return shoal_fail(SHOAL_E_FORMAT, "nn snapshot: bad wasi-nn options record");
     n.ctx_size = (int)ctx;
     n.n_predict = pred;

@@ -28,8 +28,8 @@ const shoal_nn_model_t *nn_snap_model_load(nn_reader *r, shoal_runtime_t *rt, co
 
 /* u64 length, then the rows [0, n_past) as shoal_kv_serialize writes them: a safetensors blob
  * bound to the model's hash. Loading checks all of it (hash, shape, n_past, CRC) first. */
-void nn_snap_kv_save(nn_writer *w, shoal_llama_ctx_t *c, const uint8_t model_sha256[32]);
-shoal_status_t nn_snap_kv_load(nn_reader *r, shoal_llama_ctx_t *c, const uint8_t model_sha256[32]);
+void nn_snap_kv_save(nn_writer *w, shoal_engine_t *c, const uint8_t model_sha256[32]);
+shoal_status_t nn_snap_kv_load(nn_reader *r, shoal_engine_t *c, const uint8_t model_sha256[32]);
 /* Length-prefixed shoal_sampler_state_save blob (0 length: no sampler). */
 void nn_snap_sampler_save(nn_writer *w, const shoal_sampler_t *s);
 shoal_status_t nn_snap_sampler_load(nn_reader *r, shoal_sampler_t *s);

@@ -200,8 +200,9 @@ static wasm_trap_t *ret(wasmtime_val_t *results, int code)
 /* ---- graphs ---- */
 
 /* Stores a graph for `model` with options `cfg_json` (may be NULL) and writes its handle. */
-static int new_graph(call *c, const char *fn, const shoal_nn_model_t *model, const uint8_t *cfg_json, size_t cfg_len,
-                     uint8_t *handle_out)
+/* target: wasi-nn's execution target (CPU, GPU or AUTO; TPU is refused by the caller). */
+static int new_graph(call *c, const char *fn, const shoal_nn_model_t *model, uint32_t target, const uint8_t *cfg_json,
+                     size_t cfg_len, uint8_t *handle_out)
 {
     int slot = -1;
     for (int i = 0; i < MAX_GRAPHS && slot < 0; i++)
@@ -209,6 +210,8 @@ static int new_graph(call *c, const char *fn, const shoal_nn_model_t *model, con
     if (slot < 0) return err(NN_ERR_BUSY, SHOAL_E_LIMIT, "%s: all %d graph handles are in use (unload some)", fn, MAX_GRAPHS);
     nn_config_t cfg;
     nn_config_defaults(&cfg);
+    cfg.target = target == NN_TARGET_CPU ? SHOAL_DEVICE_CPU : target == NN_TARGET_GPU ? SHOAL_DEVICE_CUDA : SHOAL_DEVICE_AUTO;
+    cfg.target_strict = target == NN_TARGET_GPU;
     if (cfg_json) {
         int r = nn_config_apply(&cfg, (const char *)cfg_json, cfg_len);
         if (r) return r;
@@ -230,7 +233,7 @@ static int by_name(call *c, const char *fn, uint32_t name_ptr, uint32_t name_len
         return err(NN_ERR_NOT_FOUND, SHOAL_E_NOT_FOUND, "%s: no model named \"%.*s\" (preload it with --nn-preload %.*s:GGML:AUTO:FILE.gguf)",
                    fn, (int)(name_len > 64 ? 64 : name_len), (const char *)name, (int)(name_len > 64 ? 64 : name_len),
                    (const char *)name);
-    return new_graph(c, fn, m, cfg, cfg_len, out);
+    return new_graph(c, fn, m, NN_TARGET_AUTO, cfg, cfg_len, out);
 }
 
 HOST(h_load_by_name)
@@ -265,6 +268,9 @@ HOST(h_load)
                                 "%s: encoding %u is not served here (GGML = 6, autodetect = 5)", fn, enc));
     if (target > NN_TARGET_AUTO)
         return ret(results, err(NN_ERR_INVALID_ARGUMENT, SHOAL_E_INVALID, "%s: unknown execution target %u", fn, target));
+    if (target == NN_TARGET_TPU)
+        return ret(results, err(NN_ERR_UNSUPPORTED_OPERATION, SHOAL_E_UNSUPPORTED,
+                                "%s: execution target TPU is not served here (CPU = 0, GPU = 1, AUTO = 3)", fn));
     if (n < 1 || n > MAX_BUILDERS)
         return ret(results, err(NN_ERR_INVALID_ARGUMENT, SHOAL_E_INVALID, "%s: %u graph builders (want 1 or 2)", fn, n));
     const uint8_t *part[2] = {NULL, NULL};
@@ -286,7 +292,7 @@ HOST(h_load)
                                     fn));
         return ret(results, err(NN_ERR_NOT_FOUND, SHOAL_E_NOT_FOUND, "%s: builder 0 names no preloaded model", fn));
     }
-    return ret(results, new_graph(&c, fn, m, part[1], len[1], out));
+    return ret(results, new_graph(&c, fn, m, target, part[1], len[1], out));
 }
 
 HOST(h_unload)

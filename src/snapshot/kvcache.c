@@ -1,5 +1,7 @@
-/* kvcache.c — KV cache export and import in safetensors (kvcache.h). The rows are written
- * straight from the cache and, on load, copied straight from the mapped file: one copy each way. */
+/* kvcache.c — KV cache export and import in safetensors (kvcache.h). On the CPU the rows are
+ * written straight from the cache and, on load, copied straight from the mapped file: one copy
+ * each way. A GPU cache is first read into one host staging buffer (a device-to-host copy per
+ * layer) and loaded with one host-to-device copy per layer. */
 #define _GNU_SOURCE
 #include "snapshot/kvcache.h"
 
@@ -29,6 +31,7 @@ typedef struct kvdesc {
     int n_layer, kv_dim, n_past;
     size_t row_bytes;
     shoal_st_tensor_t *t; /* 2 * n_layer */
+    float *staging;       /* GPU caches: the rows in host memory, else NULL */
     char (*names)[32];
     char meta_vals[8][80];
     const char *meta[16];
@@ -38,26 +41,38 @@ static void kvdesc_free(kvdesc_t *d)
 {
     free(d->t);
     free(d->names);
+    free(d->staging);
 }
 
 /* Describes the cache rows [0, n_past) of every layer as tensors, with the metadata. */
-static shoal_status_t kvdesc_build(shoal_llama_ctx_t *c, const uint8_t sha[32], kvdesc_t *d)
+static shoal_status_t kvdesc_build(shoal_engine_t *c, const uint8_t sha[32], kvdesc_t *d)
 {
     memset(d, 0, sizeof *d);
-    const shoal_llama_hparams_t *hp = &shoal_llama_ctx_model(c)->hp;
+    const shoal_llama_hparams_t *hp = &shoal_engine_model(c)->hp;
     d->n_layer = hp->n_layer;
     d->kv_dim = hp->kv_dim;
-    d->n_past = shoal_llama_n_past(c);
+    d->n_past = shoal_engine_n_past(c);
+    d->row_bytes = (size_t)d->kv_dim * sizeof(float);
+    const size_t plane = (size_t)d->n_past * (size_t)d->kv_dim;
+    const bool host = shoal_engine_device(c) == SHOAL_DEVICE_CPU;
     d->t = calloc(2 * (size_t)d->n_layer, sizeof *d->t);
     d->names = calloc(2 * (size_t)d->n_layer, sizeof *d->names);
-    if (!d->t || !d->names) {
+    if (!host && plane) d->staging = malloc(2 * (size_t)d->n_layer * plane * sizeof(float));
+    if (!d->t || !d->names || (!host && plane && !d->staging)) {
         kvdesc_free(d);
         return shoal_fail(SHOAL_E_NOMEM, "kv: out of memory");
     }
     uint32_t crc = 0;
     for (int l = 0; l < d->n_layer; l++) {
-        float *k, *v;
-        shoal_status_t st = shoal_llama_kv_layer(c, l, &k, &v, &d->row_bytes);
+        const float *k, *v;
+        shoal_status_t st;
+        if (host) {
+            st = shoal_engine_kv_host(c, l, &k, &v);
+        } else {
+            float *sk = d->staging + 2 * (size_t)l * plane, *sv = sk + plane;
+            st = plane ? shoal_engine_kv_read(c, l, d->n_past, sk, sv) : SHOAL_OK;
+            k = sk, v = sv;
+        }
         if (st != SHOAL_OK) {
             kvdesc_free(d);
             return st;
@@ -113,7 +128,7 @@ static int put_mem(void *env, const void *p, size_t n)
     return 0;
 }
 
-shoal_status_t shoal_kv_serialize(shoal_llama_ctx_t *c, const uint8_t model_sha256[32], uint8_t **buf, size_t *len)
+shoal_status_t shoal_kv_serialize(shoal_engine_t *c, const uint8_t model_sha256[32], uint8_t **buf, size_t *len)
 {
     kvdesc_t d;
     shoal_status_t st = kvdesc_build(c, model_sha256, &d);
@@ -124,7 +139,7 @@ shoal_status_t shoal_kv_serialize(shoal_llama_ctx_t *c, const uint8_t model_sha2
     return st;
 }
 
-shoal_status_t shoal_kv_save_safetensors(shoal_llama_ctx_t *c, const uint8_t model_sha256[32], const char *path)
+shoal_status_t shoal_kv_save_safetensors(shoal_engine_t *c, const uint8_t model_sha256[32], const char *path)
 {
     kvdesc_t d;
     shoal_status_t st = kvdesc_build(c, model_sha256, &d);
@@ -156,12 +171,12 @@ static shoal_status_t meta_int(const shoal_st_t *st, const char *key, long lo, l
     return SHOAL_OK;
 }
 
-shoal_status_t shoal_kv_deserialize(shoal_llama_ctx_t *c, const uint8_t model_sha256[32], const uint8_t *buf, size_t len)
+shoal_status_t shoal_kv_deserialize(shoal_engine_t *c, const uint8_t model_sha256[32], const uint8_t *buf, size_t len)
 {
     shoal_st_t *st = NULL;
     shoal_status_t s = shoal_safetensors_parse(buf, len, &st);
     if (s != SHOAL_OK) return shoal_fail_wrap(s, "kv");
-    const shoal_llama_hparams_t *hp = &shoal_llama_ctx_model(c)->hp;
+    const shoal_llama_hparams_t *hp = &shoal_engine_model(c)->hp;
     const char *fmt = shoal_safetensors_meta(st, "format"), *ver = shoal_safetensors_meta(st, "version");
     const char *sha = shoal_safetensors_meta(st, "model_sha256"), *crc_s = shoal_safetensors_meta(st, "data_crc32c");
     char want[65];
@@ -178,8 +193,8 @@ shoal_status_t shoal_kv_deserialize(shoal_llama_ctx_t *c, const uint8_t model_sh
         s = shoal_fail(SHOAL_E_FORMAT, "kv: the cache is for architecture %s, this model is llama", arch ? arch : "(missing)");
     if (s == SHOAL_OK) s = meta_int(st, "n_layer", 1, 1 << 20, &n_layer);
     if (s == SHOAL_OK) s = meta_int(st, "kv_dim", 1, 1 << 24, &kv_dim);
-    if (s == SHOAL_OK && (s = meta_int(st, "n_past", 0, shoal_llama_n_ctx(c), &n_past)) != SHOAL_OK)
-        shoal_fail_append(s, "note: this context holds %d positions", shoal_llama_n_ctx(c));
+    if (s == SHOAL_OK && (s = meta_int(st, "n_past", 0, shoal_engine_n_ctx(c), &n_past)) != SHOAL_OK)
+        shoal_fail_append(s, "note: this context holds %d positions", shoal_engine_n_ctx(c));
     if (s == SHOAL_OK && (n_layer != hp->n_layer || kv_dim != hp->kv_dim))
         s = shoal_fail(SHOAL_E_FORMAT, "kv: cache shape %ld layers x %ld, this model has %d x %d", n_layer, kv_dim,
                        hp->n_layer, hp->kv_dim);
@@ -203,22 +218,17 @@ shoal_status_t shoal_kv_deserialize(shoal_llama_ctx_t *c, const uint8_t model_sh
                            crc_s ? crc_s : "missing", got);
     }
     /* Everything checked: only now is the context written. */
-    for (int l = 0; s == SHOAL_OK && l < hp->n_layer; l++) {
-        float *k, *v;
-        size_t row_bytes;
-        s = shoal_llama_kv_layer(c, l, &k, &v, &row_bytes);
-        if (s == SHOAL_OK) {
-            memcpy(k, ts[2 * l]->data, (size_t)ts[2 * l]->nbytes);
-            memcpy(v, ts[2 * l + 1]->data, (size_t)ts[2 * l + 1]->nbytes);
-        }
-    }
-    if (s == SHOAL_OK) s = shoal_llama_set_n_past(c, (int)n_past);
+    /* safetensors data offsets are only 8-byte aligned: the rows are copied as bytes (memcpy or
+     * cudaMemcpy), never dereferenced as floats here. */
+    for (int l = 0; s == SHOAL_OK && l < hp->n_layer && n_past > 0; l++)
+        s = shoal_engine_kv_write(c, l, (int)n_past, (const float *)ts[2 * l]->data, (const float *)ts[2 * l + 1]->data);
+    if (s == SHOAL_OK) s = shoal_engine_set_n_past(c, (int)n_past);
     free(ts);
     shoal_safetensors_free(st);
     return s;
 }
 
-shoal_status_t shoal_kv_load_safetensors(shoal_llama_ctx_t *c, const uint8_t model_sha256[32], const char *path)
+shoal_status_t shoal_kv_load_safetensors(shoal_engine_t *c, const uint8_t model_sha256[32], const char *path)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return shoal_fail(SHOAL_E_IO, "kv: %s: %s", path, strerror(errno));

@@ -71,6 +71,39 @@ int main(int argc, char **argv)
         return 4; /* not reached: the call traps */
     }
 
+    /* "oom": one small session decodes, then sessions of 2^20 positions are opened until the
+     * device (or host) refuses one; the refusal is printed and the first session must still work. */
+    if (argc > 1 && !strcmp(argv[1], "oom")) {
+        int32_t h, big[15], tok = 1, t1 = -1, t2 = -1;
+        if (shoal_llm_open("default", 7, 64, &h) || shoal_llm_eval_greedy(h, &tok, 1, &t1)) return 3;
+        int opened = 0, st = 0;
+        char msg[512] = "";
+        while (opened < 15 && (st = shoal_llm_open("default", 7, 1 << 20, &big[opened])) == SHOAL_ST_OK) opened++;
+        if (st) shoal_last_error(msg, sizeof msg);
+        for (int i = 0; i < opened; i++) shoal_llm_close(big[i]);
+        int32_t s2 = shoal_llm_eval_greedy(h, &t1, 1, &t2);
+        printf("opened=%d refused_status=%d message=[%s] first_session_after=%d next=%d\n", opened, (int)st, msg,
+               (int)s2, (int)t2);
+        return 0;
+    }
+
+    /* "placement TARGET CONFIG": load with an execution target (0 CPU, 1 GPU, 2 TPU, 3 AUTO) and a
+     * JSON config, compute a short greedy answer; prints each call's code and the text, so
+     * test_nn_device.sh can check where a context may run and what refusals look like. */
+    if (argc > 3 && !strcmp(argv[1], "placement")) {
+        nn_builder_t pb[2] = {{(const uint8_t *)"default", 7}, {(const uint8_t *)argv[3], (uint32_t)strlen(argv[3])}};
+        int32_t rl = nn_load(pb, 2, NN_ENCODING_GGML, (uint32_t)atoi(argv[2]), &g), ri = -1, rs = -1, rc = -1;
+        if (rl == NN_SUCCESS) ri = nn_init_execution_context(g, &c);
+        const char *q = "The capital of France is";
+        if (ri == NN_SUCCESS) rs = nn_set_input_bytes(c, 0, q, (uint32_t)strlen(q));
+        if (rs == NN_SUCCESS) rc = nn_compute(c);
+        w = 0;
+        if (rc == NN_SUCCESS) nn_get_output(c, 0, buf, sizeof buf - 1, &w);
+        buf[w] = 0;
+        printf("load=%d init=%d set_input=%d compute=%d text=[%s]\n", (int)rl, (int)ri, (int)rs, (int)rc, (char *)buf);
+        return 0;
+    }
+
     /* ---- model names and graph loading ---- */
     EXPECT(nn_load_by_name("nope", 4, &g), NN_NOT_FOUND);
     EXPECT(nn_load_by_name("", 0, &g), NN_NOT_FOUND);
@@ -92,6 +125,7 @@ int main(int argc, char **argv)
     EXPECT(nn_unload(g), NN_SUCCESS);
     EXPECT(nn_load(b, 1, 1 /* ONNX */, NN_TARGET_CPU, &g), NN_INVALID_ENCODING);
     EXPECT(nn_load(b, 1, NN_ENCODING_GGML, 9, &g), NN_INVALID_ARGUMENT);
+    EXPECT(nn_load(b, 1, NN_ENCODING_GGML, NN_TARGET_TPU, &g), NN_UNSUPPORTED_OPERATION);
     EXPECT(nn_load(b, 0, NN_ENCODING_GGML, NN_TARGET_CPU, &g), NN_INVALID_ARGUMENT);
     EXPECT(nn_load((const nn_builder_t *)(uintptr_t)(mem - 8), 2, NN_ENCODING_GGML, NN_TARGET_CPU, &g),
            NN_INVALID_ARGUMENT);
@@ -113,6 +147,13 @@ int main(int argc, char **argv)
     EXPECT(nn_fini_single(77), NN_INVALID_ARGUMENT);
     EXPECT(nn_finalize_execution_context(77), NN_INVALID_ARGUMENT);
     EXPECT(nn_compute(0xFFFFFFFFu), NN_INVALID_ARGUMENT);
+
+    /* ---- a split of the layers between devices is refused (SmolLM2 has 30 layers) ---- */
+    c = new_ctx("{\"n-predict\":2,\"n-gpu-layers\":5}", &g);
+    EXPECT(nn_set_input_bytes(c, 0, "Hi", 2), NN_SUCCESS);
+    EXPECT(nn_compute(c), NN_INVALID_ARGUMENT);
+    EXPECT(nn_finalize_execution_context(c), NN_SUCCESS);
+    EXPECT(nn_unload(g), NN_SUCCESS);
 
     /* ---- calls in the wrong order ---- */
     c = new_ctx("{\"n-predict\":8,\"ctx-size\":256,\"temp\":0}", &g);

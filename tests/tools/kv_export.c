@@ -19,9 +19,9 @@ int main(int argc, char **argv)
     const int n = (int)(sizeof prompt / sizeof prompt[0]);
     shoal_gguf_t *g = NULL;
     shoal_llama_model_t *m = NULL;
-    shoal_llama_ctx_t *c = NULL;
+    shoal_engine_t *c = NULL;
     if (shoal_gguf_open(argv[1], &g) != SHOAL_OK || shoal_llama_model_new(g, &m) != SHOAL_OK ||
-        shoal_llama_ctx_new(m, NULL, NULL, &c) != SHOAL_OK || shoal_llama_eval(c, prompt, n, 0, NULL, 0) != SHOAL_OK) {
+        shoal_engine_new(m, NULL, &c) != SHOAL_OK || shoal_engine_eval(c, prompt, n, 0, NULL, 0) != SHOAL_OK) {
         fprintf(stderr, "kv_export: %s\n", shoal_last_error());
         return 1;
     }
@@ -33,9 +33,9 @@ int main(int argc, char **argv)
     }
     FILE *f = fopen(argv[3], "wb");
     for (int l = 0; f && l < m->hp.n_layer; l++) {
-        float *k, *v;
-        size_t rb;
-        shoal_llama_kv_layer(c, l, &k, &v, &rb);
+        const float *k, *v;
+        const size_t rb = (size_t)m->hp.kv_dim * sizeof(float);
+        shoal_engine_kv_host(c, l, &k, &v);
         fwrite(k, rb, (size_t)n, f);
         fwrite(v, rb, (size_t)n, f);
     }
@@ -43,7 +43,7 @@ int main(int argc, char **argv)
     char hex[65];
     shoal_hex(sha, 32, hex);
     printf("%s %d %d %d\n", hex, n, m->hp.n_layer, m->hp.kv_dim);
-    shoal_llama_ctx_delete(c);
+    shoal_engine_delete(c);
     shoal_llama_model_delete(m);
     shoal_gguf_close(g);
     return 0;

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# test_nn_device.sh — where LLM contexts run, and that the choice is never silently ignored:
+# wasi-nn's load target, "n-gpu-layers", --nn-preload's TARGET and --device, on machines with and
+# without a GPU. Without one: a GPU reached by n-gpu-layers or AUTO falls back to the CPU with a
+# warning naming the reason; a GPU named explicitly is an error; a split of the layers is refused.
+# With one (run on the GPU machine): contexts land where they are sent (enable-log says so), the
+# GPU's greedy text equals the CPU's, and running out of device memory refuses one session while
+# the others keep working. SHOAL_TEST_MODEL overrides the model (the GPU machine uses a generated
+# one: SmolLM2 is too large to carry there).
+set -u
+: "${SHOAL_BIN:?}" "${SHOAL_GUESTS:?}" "${SHOAL_DEPS:?}"
+MODEL=${SHOAL_TEST_MODEL:-$SHOAL_DEPS/models/SmolLM2-135M-Instruct.Q4_1.gguf}
+[ -f "$MODEL" ] || { echo "skip: $MODEL missing (run scripts/setup.sh)"; exit 77; }
+A=$SHOAL_GUESTS/nn_abuse.wasm
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+fails=0 passes=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+pass() { echo "ok: $*"; passes=$((passes + 1)); }
+# place PRELOAD_TARGET DEVICE LOAD_TARGET CONFIG: stdout to $T/out, stderr to $T/err.
+place() {
+    "$SHOAL_BIN" run --threads 2 --device "$2" --nn-preload "default:GGML:$1:$MODEL" "$A" placement "$3" "$4" \
+        > "$T/out" 2> "$T/err"
+}
+text() { sed -n 's/.*text=\[//p' "$T/out" | tr -d '\n'; }
+G='"n-predict": 8, "temp": 0'
+
+place AUTO cpu 3 "{$G}"
+grep -q 'compute=0 ' "$T/out" && [ ! -s "$T/err" ] && pass "CPU context: quiet, computes" || fail "cpu: $(cat "$T/out" "$T/err")"
+cpu_text=$(text)
+place AUTO cpu 3 "{$G, \"n-gpu-layers\": 0}"
+[ "$(text)" = "$cpu_text" ] && [ ! -s "$T/err" ] && pass "n-gpu-layers 0: the CPU, same text" || fail "ngl 0: $(cat "$T/out" "$T/err")"
+place AUTO cpu 3 "{$G, \"n-gpu-layers\": 2, \"enable-log\": true}"
+grep -q 'compute=1 ' "$T/out" && grep -q 'wholly on one device' "$T/err" \
+    && pass "a split of the layers (n-gpu-layers 2) is refused: invalid_argument, reason on the log" \
+    || fail "partial: $(cat "$T/out" "$T/err")"
+place AUTO cpu 2 "{$G}"
+grep -q 'load=6 ' "$T/out" && pass "load target TPU: unsupported_operation" || fail "tpu: $(cat "$T/out")"
+"$SHOAL_BIN" run --nn-preload "default:GGML:TPU:$MODEL" "$A" placement 3 "{}" > "$T/out" 2> "$T/err"
+rc=$?
+[ $rc -ne 0 ] && grep -q 'TPU is not served' "$T/err" && pass "--nn-preload TPU refused (exit $rc)" || fail "preload tpu: rc=$rc $(cat "$T/err")"
+
+if command -v nvidia-smi > /dev/null && nvidia-smi -L > /dev/null 2>&1; then
+    place AUTO cuda 3 "{$G, \"enable-log\": true}"
+    grep -q 'compute=0 ' "$T/out" && grep -q 'positions on the GPU' "$T/err" && pass "--device cuda: the context runs on the GPU" \
+        || fail "cuda: $(cat "$T/out" "$T/err")"
+    [ "$(text)" = "$cpu_text" ] && pass "GPU greedy text == CPU greedy text: [$cpu_text]" || fail "GPU text [$(text)] vs CPU [$cpu_text]"
+    place AUTO cuda 3 "{$G, \"n-gpu-layers\": 0, \"enable-log\": true}"
+    grep -q 'positions on the CPU' "$T/err" && [ "$(text)" = "$cpu_text" ] && pass "--device cuda with n-gpu-layers 0: the CPU" \
+        || fail "cuda ngl0: $(cat "$T/out" "$T/err")"
+    place AUTO cpu 1 "{$G, \"enable-log\": true}"
+    grep -q 'positions on the GPU' "$T/err" && pass "--device cpu, load target GPU: the GPU" || fail "cpu+target gpu: $(cat "$T/err")"
+    place GPU cpu 3 "{$G, \"enable-log\": true}"
+    grep -q 'positions on the GPU' "$T/err" && pass "--nn-preload ...:GPU: the GPU" || fail "preload gpu: $(cat "$T/err")"
+    place AUTO cpu 3 "{$G, \"n-gpu-layers\": -1, \"enable-log\": true}"
+    grep -q 'positions on the GPU' "$T/err" && pass "n-gpu-layers -1: the GPU" || fail "ngl -1: $(cat "$T/err")"
+    "$SHOAL_BIN" run --device cuda --nn-preload "default:GGML:AUTO:$MODEL" "$A" oom > "$T/out" 2> "$T/err"
+    rc=$?
+    cat "$T/out"
+    if grep -q 'refused_status=0 ' "$T/out"; then
+        echo "note: 15 sessions of 2^20 positions fit this GPU with this model: out-of-memory not reached"
+    else
+        [ $rc -eq 0 ] && grep -q 'refused_status=2 ' "$T/out" && grep -q 'first_session_after=0 ' "$T/out" \
+            && grep -Eqi 'device memory|out of memory' "$T/out" \
+            && pass "device out of memory: a clear refusal (SHOAL_ST_NOMEM), the other session keeps decoding" \
+            || fail "oom: rc=$rc $(cat "$T/out" "$T/err")"
+    fi
+else
+    place AUTO cpu 3 "{$G, \"n-gpu-layers\": 99}"
+    [ "$(text)" = "$cpu_text" ] && grep -q 'cannot run on the GPU' "$T/err" && grep -q 'running it on the CPU' "$T/err" \
+        && pass "no GPU: n-gpu-layers 99 runs on the CPU and says why on stderr" || fail "ngl 99: $(cat "$T/out" "$T/err")"
+    place AUTO cpu 1 "{$G, \"enable-log\": true}"
+    grep -q 'compute=5 ' "$T/out" && grep -q 'on cuda' "$T/err" \
+        && pass "no GPU: load target GPU is binding: runtime_error, reason on the log" || fail "target gpu: $(cat "$T/out" "$T/err")"
+    place GPU cpu 3 "{$G}"
+    grep -q 'compute=5 ' "$T/out" && pass "no GPU: --nn-preload ...:GPU is binding: runtime_error" || fail "preload gpu: $(cat "$T/out" "$T/err")"
+    printf 'x\n' | "$SHOAL_BIN" actor --nn-preload "default:GGML:GPU:$MODEL" "$SHOAL_GUESTS/bench_llm_actor.wasm" > "$T/out" 2> "$T/err"
+    rc=$?
+    [ $rc -ne 0 ] && grep -qi 'cuda' "$T/err" && pass "no GPU: token-API actor on a GPU-pinned model fails clearly (exit $rc)" \
+        || fail "actor gpu: rc=$rc $(cat "$T/out" "$T/err")"
+fi
+echo "$passes passed, $fails failed"
+[ $fails -eq 0 ]
