@@ -5,7 +5,10 @@
  * both must produce the same token ids: the run checks that (hash of the ids) before printing the
  * ratio guest tokens/s ÷ native tokens/s.
  *
- * usage: bench_boundary GUEST.wasm [--model GGUF] [--device cpu|cuda] [--tokens N] [--reps N] [--threads N] */
+ * Guests' GPU sessions replay greedy steps as a CUDA graph; --graph does the same on the native
+ * side (compare like with like).
+ *
+ * usage: bench_boundary GUEST.wasm [--model GGUF] [--device cpu|cuda] [--graph] [--tokens N] [--reps N] [--threads N] */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,6 +118,7 @@ int main(int argc, char **argv)
     snprintf(model, sizeof model, "%s/models/SmolLM2-135M-Instruct.Q4_1.gguf", deps ? deps : ".deps");
     const char *guest = NULL;
     int n = 128, reps = 5, threads = 0;
+    bool graph = false;
     shoal_device_kind_t device = SHOAL_DEVICE_CPU;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) snprintf(model, sizeof model, "%s", argv[++i]);
@@ -122,9 +126,10 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--device") && i + 1 < argc) device = !strcmp(argv[++i], "cuda") ? SHOAL_DEVICE_CUDA : SHOAL_DEVICE_CPU;
+        else if (!strcmp(argv[i], "--graph")) graph = true;
         else if (!guest && argv[i][0] != '-') guest = argv[i];
         else {
-            fprintf(stderr, "usage: bench_boundary GUEST.wasm [--model GGUF] [--device cpu|cuda] [--tokens N] [--reps N] [--threads N]\n");
+            fprintf(stderr, "usage: bench_boundary GUEST.wasm [--model GGUF] [--device cpu|cuda] [--graph] [--tokens N] [--reps N] [--threads N]\n");
             return 2;
         }
     }
@@ -152,9 +157,11 @@ int main(int argc, char **argv)
     shoal_engine_params_init(&p);
     p.device = device;
     p.n_ctx = N_CTX;
+    p.cuda_graph = graph;
     if (device == SHOAL_DEVICE_CPU) p.pool = shoal_nn_pool(rt);
-    printf("bench_boundary: %s, device %s (%s), %d greedy tokens after a %d-token prompt, %d reps, alternating\n", model,
-           device == SHOAL_DEVICE_CUDA ? "cuda" : "cpu", shoal_runtime_device(rt), n, PROMPT, reps);
+    printf("bench_boundary: %s, device %s (%s), %d greedy tokens after a %d-token prompt, %d reps, alternating%s\n",
+           model, device == SHOAL_DEVICE_CUDA ? "cuda" : "cpu", shoal_runtime_device(rt), n, PROMPT, reps,
+           graph ? ", native side on a CUDA graph" : "");
     double tg[64], tn[64];
     uint64_t hg = 0, hn = 0;
     /* One untimed round of each warms caches, the GPU weight upload and the JIT'd guest. */

@@ -40,7 +40,37 @@ grep -q 'load=6 ' "$T/out" && pass "load target TPU: unsupported_operation" || f
 rc=$?
 [ $rc -ne 0 ] && grep -q 'TPU is not served' "$T/err" && pass "--nn-preload TPU refused (exit $rc)" || fail "preload tpu: rc=$rc $(cat "$T/err")"
 
-if command -v nvidia-smi > /dev/null && nvidia-smi -L > /dev/null 2>&1; then
+# actor DEVICE [--load SNAP] MESSAGES...: a bench_llm_actor on DEVICE fed the messages; replies on stdout.
+actor() {
+    local dev=$1
+    shift
+    local load=()
+    [ "$1" = --load ] && load=(--load "$2") && shift 2
+    printf '%s\n' "$@" | "$SHOAL_BIN" actor --threads 2 --device "$dev" --nn-preload "default:GGML:AUTO:$MODEL" "${load[@]}" \
+        "$SHOAL_GUESTS/bench_llm_actor.wasm" 2> "$T/aerr"
+}
+top() { sed -n 's/.* top=\([0-9]*\) .*/\1/p' | head -1; }
+GPU=0
+command -v nvidia-smi > /dev/null && nvidia-smi -L > /dev/null 2>&1 && GPU=1
+DEV=cpu
+[ $GPU = 1 ] && DEV=cuda
+# The same device, two processes: the restored actor's next token and 8 greedy steps are bit-identical.
+a=$(actor $DEV 'prefill 40' ":save $T/s_$DEV.snap" next 'gen 8' | grep -v '^saved')
+b=$(actor $DEV --load "$T/s_$DEV.snap" next 'gen 8')
+[ -n "$a" ] && [ "$(sed -n 2,3p <<<"$a")" = "$b" ] && pass "$DEV snapshot restored in a new process: next logits and 8 greedy ids bit-identical" \
+    || fail "$DEV restore: [$a] vs [$b] $(cat "$T/aerr")"
+
+if [ $GPU = 1 ]; then
+    # Across devices: a GPU snapshot continues on the CPU and the reverse. Not bit-exact (the
+    # devices round differently); the next token's top-1 must agree.
+    c=$(actor cpu --load "$T/s_cuda.snap" next)
+    [ -n "$c" ] && [ "$(top <<<"$c")" = "$(sed -n 2p <<<"$a" | top)" ] && pass "GPU snapshot restored on the CPU: same next top-1 ($(top <<<"$c"))" \
+        || fail "gpu->cpu: [$c] vs [$a] $(cat "$T/aerr")"
+    x=$(actor cpu 'prefill 40' ":save $T/s_cpu.snap" next | grep -v '^saved')
+    y=$(actor cuda --load "$T/s_cpu.snap" next)
+    [ -n "$y" ] && [ "$(top <<<"$y")" = "$(sed -n 2p <<<"$x" | top)" ] && pass "CPU snapshot restored on the GPU: same next top-1 ($(top <<<"$y"))" \
+        || fail "cpu->gpu: [$y] vs [$x] $(cat "$T/aerr")"
+
     place AUTO cuda 3 "{$G, \"enable-log\": true}"
     grep -q 'compute=0 ' "$T/out" && grep -q 'positions on the GPU' "$T/err" && pass "--device cuda: the context runs on the GPU" \
         || fail "cuda: $(cat "$T/out" "$T/err")"

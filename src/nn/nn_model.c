@@ -163,6 +163,9 @@ shoal_status_t shoal_nn_engine_new(shoal_runtime_t *rt, const shoal_nn_model_t *
     /* A runtime whose backend owns device memory is the GPU runtime (--device cuda/auto found one). */
     if (d == SHOAL_DEVICE_AUTO) d = rt->backend->ops->caps & SHOAL_CAP_DEVICE_MEM ? SHOAL_DEVICE_CUDA : SHOAL_DEVICE_CPU;
     ep.device = d;
+    /* Greedy single-token steps (llm_eval_greedy) replay a captured CUDA graph: one launch instead
+     * of ~15 per layer. A capture that fails leaves the context on plain launches. */
+    ep.cuda_graph = true;
     shoal_status_t st = shoal_engine_new(m->llama, &ep, out);
     if (st == SHOAL_OK || d != SHOAL_DEVICE_CUDA || strict || st == SHOAL_E_NOMEM)
         return st == SHOAL_OK ? st

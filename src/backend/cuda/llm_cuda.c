@@ -1,11 +1,15 @@
 /* llm_cuda.c — Llama contexts on a CUDA GPU: the per-process shared weight upload (repacked for
- * the kernels of llm_kernels.cu), per-context KV cache and scratch, and the decode loop. */
+ * the kernels of llm_kernels.cu), per-context KV cache and scratch, the decode loop (matrix-vector
+ * kernels, one token at a time) and batched prefill (each weight matrix dequantised to float32
+ * into a per-context scratch and multiplied with cuBLAS SGEMM against up to n_batch tokens, so the
+ * weights are streamed once per chunk instead of once per token). */
 #include "backend/cuda/llm_cuda.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
 #include "backend/cuda/llm_kernels.h"
@@ -258,6 +262,11 @@ struct shoal_cuda_llama_ctx {
     void *scratch;  /* device: x, xb, q, k, v, att, hb, hb2, logits */
     float *x, *xb, *q, *k, *v, *att, *hb, *hb2, *logits;
     int32_t *d_io;  /* device: tokens (n_ctx), positions (n_ctx), argmax out */
+    /* batched prefill (n_batch > 1): activations of up to n_batch tokens and one dequantised matrix */
+    int n_batch;
+    cublasHandle_t blas;
+    void *bscratch;
+    float *bx, *bxb, *bq, *bk, *bv, *batt, *bhb, *bhb2, *wf32;
     int32_t *h_io;  /* pinned host mirror of d_io */
     bool use_graph, graph_tried, graph_ready;
     cudaGraphExec_t graph; /* the greedy decode step (capture_decode_graph) */
@@ -283,6 +292,9 @@ void shoal_cuda_llama_ctx_delete(shoal_cuda_llama_ctx_t *c)
         cudaGraphExecDestroy(c->graph);
     if (c->kv_owned)
         cudaFree(c->kv);
+    if (c->blas)
+        cublasDestroy(c->blas);
+    cudaFree(c->bscratch);
     cudaFree(c->scratch);
     cudaFree(c->d_io);
     cudaFreeHost(c->h_io);
@@ -305,6 +317,45 @@ static shoal_status_t dev_alloc(void **p, size_t bytes, const char *what)
         return shoal_fail(SHOAL_E_NOMEM, "cuda llm: device out of memory for the %s: need %.1f MiB, %.1f MiB free", what,
                           bytes / 1048576.0, free_b / 1048576.0);
     return cuda_fail(e, what);
+}
+
+/* Scratch for batched prefill: activations of n_batch tokens and the largest layer matrix in
+ * float32, plus a cuBLAS handle on the context's stream. */
+static shoal_status_t batch_setup(shoal_cuda_llama_ctx_t *c)
+{
+    const shoal_llama_hparams_t *hp = &c->m->hp;
+    const size_t nb = (size_t)c->n_batch, wide = (size_t)(hp->dim > hp->q_dim ? hp->dim : hp->q_dim);
+    size_t wmax = 0;
+    const cu_layer_t *L = &c->w->layers[0];
+    const shoal_cu_mat_t *ms[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down};
+    for (int i = 0; i < 7; i++)
+        if ((size_t)ms[i]->n_in * ms[i]->n_out > wmax)
+            wmax = (size_t)ms[i]->n_in * ms[i]->n_out;
+    size_t sizes[9] = {nb * hp->dim, nb * wide, nb * hp->q_dim, nb * hp->kv_dim, nb * hp->kv_dim,
+                       nb * hp->q_dim, nb * hp->ffn_dim, nb * hp->ffn_dim, wmax};
+    size_t total = 0;
+    for (int i = 0; i < 9; i++)
+        total += align256(sizes[i] * sizeof(float));
+    shoal_status_t s = dev_alloc(&c->bscratch, total, "batched prefill scratch");
+    if (s)
+        return s;
+    float **ptrs[9] = {&c->bx, &c->bxb, &c->bq, &c->bk, &c->bv, &c->batt, &c->bhb, &c->bhb2, &c->wf32};
+    uint8_t *at = c->bscratch;
+    for (int i = 0; i < 9; i++) {
+        *ptrs[i] = (float *)at;
+        at += align256(sizes[i] * sizeof(float));
+    }
+    cublasStatus_t b = cublasCreate(&c->blas);
+    if (b != CUBLAS_STATUS_SUCCESS) {
+        c->blas = NULL;
+        return shoal_fail(b == CUBLAS_STATUS_ALLOC_FAILED ? SHOAL_E_NOMEM : SHOAL_E_DEVICE,
+                          "cuda llm: cuBLAS could not start (status %d)", (int)b);
+    }
+    /* Plain float32 (no TF32 tensor-core rounding): prefill must agree with the decode kernels. */
+    if ((b = cublasSetStream(c->blas, c->stream)) != CUBLAS_STATUS_SUCCESS ||
+        (b = cublasSetMathMode(c->blas, CUBLAS_PEDANTIC_MATH)) != CUBLAS_STATUS_SUCCESS)
+        return shoal_fail(SHOAL_E_DEVICE, "cuda llm: cuBLAS set-up failed (status %d)", (int)b);
+    return SHOAL_OK;
 }
 
 shoal_status_t shoal_cuda_llama_ctx_new(const shoal_llama_model_t *m, const shoal_cuda_llama_params_t *p,
@@ -386,6 +437,9 @@ shoal_status_t shoal_cuda_llama_ctx_new(const shoal_llama_model_t *m, const shoa
         s = cuda_fail(e, "attention setup");
         goto fail;
     }
+    c->n_batch = p->n_batch == 0 ? 256 : p->n_batch < 1 ? 1 : p->n_batch > 1024 ? 1024 : p->n_batch;
+    if (c->n_batch > 1 && (s = batch_setup(c)))
+        goto fail;
     *out = c;
     return SHOAL_OK;
 fail:
@@ -448,6 +502,93 @@ static bool device_writable(const void *p)
     return a.type == cudaMemoryTypeHost && a.devicePointer == p;
 }
 
+/* Y (nt, n_out) = X (nt, n_in) . W^T, or += with accumulate: W dequantised into wf32 first (the
+ * stream orders the reuse of wf32 by the next matrix). Row-major Y is column-major Y^T = W . X^T. */
+static cudaError_t gemm(shoal_cuda_llama_ctx_t *c, const shoal_cu_mat_t *w, const float *x, float *y, int nt,
+                        bool accumulate)
+{
+    cudaError_t e = shoal_cu_dequant(w, c->wf32, c->stream);
+    if (e)
+        return e;
+    const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    cublasStatus_t b = cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, w->n_out, nt, w->n_in, &one, c->wf32, w->n_in, x,
+                                   w->n_in, &beta, y, w->n_out);
+    return b == CUBLAS_STATUS_SUCCESS ? cudaSuccess : cudaErrorLaunchFailure;
+}
+
+/* One layer over nt tokens (rows of bx) whose positions are d_pos[0..nt). */
+static cudaError_t layer_batch(shoal_cuda_llama_ctx_t *c, int l, const int32_t *d_pos, int nt)
+{
+    const shoal_llama_hparams_t *hp = &c->m->hp;
+    const cu_layer_t *L = &c->w->layers[l];
+    cudaStream_t s = c->stream;
+    float *kc = c->kv + (size_t)l * 2 * c->n_ctx * hp->kv_dim, *vc = kc + (size_t)c->n_ctx * hp->kv_dim;
+    cudaError_t e;
+    if ((e = shoal_cu_rmsnorm_rows(c->bx, L->attn_norm, c->bxb, hp->dim, nt, hp->rms_eps, s)) ||
+        (e = gemm(c, &L->wq, c->bxb, c->bq, nt, false)) || (e = gemm(c, &L->wk, c->bxb, c->bk, nt, false)) ||
+        (e = gemm(c, &L->wv, c->bxb, c->bv, nt, false)) ||
+        (e = shoal_cu_rope_store_batch(c->bq, c->bk, c->bv, kc, vc, c->w->inv_freq, d_pos, nt, hp->n_head,
+                                       hp->n_head_kv, hp->head_dim, hp->rope_dim, s)) ||
+        (e = shoal_cu_attention_batch(c->bq, kc, vc, d_pos, nt, c->batt, hp->n_head, hp->n_head_kv, hp->head_dim,
+                                      c->n_ctx, s)) ||
+        (e = gemm(c, &L->wo, c->batt, c->bx, nt, true)) ||
+        (e = shoal_cu_rmsnorm_rows(c->bx, L->ffn_norm, c->bxb, hp->dim, nt, hp->rms_eps, s)) ||
+        (e = gemm(c, &L->gate, c->bxb, c->bhb, nt, false)) || (e = gemm(c, &L->up, c->bxb, c->bhb2, nt, false)) ||
+        (e = shoal_cu_swiglu(c->bhb, c->bhb2, nt * hp->ffn_dim, s)) || (e = gemm(c, &L->down, c->bhb, c->bx, nt, true)))
+        return e;
+    return cudaSuccess;
+}
+
+/* The logits of token t (of n) from its final hidden state x (dim floats on the device): into the
+ * caller's buffer in place when it is device-writable, else through c->logits and a copy; for
+ * greedy, only the argmax id is copied back. */
+static cudaError_t emit_logits(shoal_cuda_llama_ctx_t *c, const float *x, int t, float *logits_out, bool in_place,
+                               int mode, bool greedy)
+{
+    const shoal_llama_hparams_t *hp = &c->m->hp;
+    cudaStream_t s = c->stream;
+    cudaError_t e;
+    float *dst = c->logits;
+    if (in_place && !greedy)
+        dst = logits_out + (mode == SHOAL_LLAMA_LOGITS_ALL ? (size_t)t * hp->vocab : 0);
+    if ((e = shoal_cu_rmsnorm(x, c->w->output_norm, c->xb, hp->dim, hp->rms_eps, s)) ||
+        (e = shoal_cu_matvec(&c->w->output, c->xb, dst, 0, s)))
+        return e;
+    if (greedy)
+        return (e = shoal_cu_argmax(c->logits, hp->vocab, c->d_io + 2 * c->n_ctx, s))
+                   ? e
+                   : cudaMemcpyAsync(c->h_io + 2 * c->n_ctx, c->d_io + 2 * c->n_ctx, sizeof(int32_t),
+                                     cudaMemcpyDeviceToHost, s);
+    if (!in_place)
+        return cudaMemcpyAsync(logits_out + (mode == SHOAL_LLAMA_LOGITS_ALL ? (size_t)t * hp->vocab : 0), c->logits,
+                               (size_t)hp->vocab * sizeof(float), cudaMemcpyDeviceToHost, s);
+    return cudaSuccess;
+}
+
+/* Batched prefill of the n tokens staged in d_io, in chunks of n_batch. */
+static cudaError_t enqueue_batched(shoal_cuda_llama_ctx_t *c, int n, float *logits_out, bool in_place, int mode,
+                                   bool greedy)
+{
+    const shoal_llama_hparams_t *hp = &c->m->hp;
+    cudaError_t e;
+    for (int t0 = 0; t0 < n; t0 += c->n_batch) {
+        const int nt = n - t0 < c->n_batch ? n - t0 : c->n_batch;
+        const int32_t *d_pos = c->d_io + c->n_ctx + t0;
+        if ((e = shoal_cu_embed_batch(&c->w->tok_embd, c->d_io + t0, nt, c->bx, c->stream)))
+            return e;
+        for (int l = 0; l < hp->n_layer; l++)
+            if ((e = layer_batch(c, l, d_pos, nt)))
+                return e;
+        for (int i = 0; i < nt; i++) {
+            const int t = t0 + i;
+            const bool want = mode == SHOAL_LLAMA_LOGITS_ALL || (t == n - 1 && (mode == SHOAL_LLAMA_LOGITS_LAST || greedy));
+            if (want && (e = emit_logits(c, c->bx + (size_t)i * hp->dim, t, logits_out, in_place, mode, greedy)))
+                return e;
+        }
+    }
+    return cudaSuccess;
+}
+
 /* Queues the whole evaluation of the n tokens staged in h_io on the stream (nothing waits). */
 static cudaError_t enqueue(shoal_cuda_llama_ctx_t *c, int n, float *logits_out, bool in_place, int mode, bool greedy,
                            const char **step)
@@ -461,6 +602,8 @@ static cudaError_t enqueue(shoal_cuda_llama_ctx_t *c, int n, float *logits_out, 
                              cudaMemcpyHostToDevice, s)))
         return e;
     *step = "launching the forward pass";
+    if (n > 1 && c->n_batch > 1)
+        return enqueue_batched(c, n, logits_out, in_place, mode, greedy);
     for (int t = 0; t < n; t++) {
         const int32_t *d_pos = c->d_io + c->n_ctx + t;
         if ((e = shoal_cu_embed(&c->w->tok_embd, c->d_io + t, c->x, s)))
@@ -469,24 +612,8 @@ static cudaError_t enqueue(shoal_cuda_llama_ctx_t *c, int n, float *logits_out, 
             if ((e = layer_step(c, l, d_pos)))
                 return e;
         const bool want = mode == SHOAL_LLAMA_LOGITS_ALL || (t == n - 1 && (mode == SHOAL_LLAMA_LOGITS_LAST || greedy));
-        if (!want)
-            continue;
-        float *dst = c->logits;
-        if (in_place && !greedy)
-            dst = logits_out + (mode == SHOAL_LLAMA_LOGITS_ALL ? (size_t)t * hp->vocab : 0);
-        if ((e = shoal_cu_rmsnorm(c->x, c->w->output_norm, c->xb, hp->dim, hp->rms_eps, s)) ||
-            (e = shoal_cu_matvec(&c->w->output, c->xb, dst, 0, s)))
+        if (want && (e = emit_logits(c, c->x, t, logits_out, in_place, mode, greedy)))
             return e;
-        if (greedy) {
-            if ((e = shoal_cu_argmax(c->logits, hp->vocab, c->d_io + 2 * c->n_ctx, s)) ||
-                (e = cudaMemcpyAsync(c->h_io + 2 * c->n_ctx, c->d_io + 2 * c->n_ctx, sizeof(int32_t),
-                                     cudaMemcpyDeviceToHost, s)))
-                return e;
-        } else if (!in_place) {
-            float *hdst = logits_out + (mode == SHOAL_LLAMA_LOGITS_ALL ? (size_t)t * hp->vocab : 0);
-            if ((e = cudaMemcpyAsync(hdst, c->logits, (size_t)hp->vocab * sizeof(float), cudaMemcpyDeviceToHost, s)))
-                return e;
-        }
     }
     return cudaSuccess;
 }

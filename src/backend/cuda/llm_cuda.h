@@ -11,7 +11,10 @@
  * registered with cudaHostRegister(Mapped) (the guest's linear memory: zero-copy snapshots, at
  * PCIe instead of HBM speed for attention reads).
  *
- * Prefill runs token by token through the decode kernels for now (correct, not yet fast: no GEMM).
+ * Prefill of more than one token runs batched (n_batch tokens a chunk): each weight matrix is
+ * dequantised to float32 into a context scratch and multiplied by cuBLAS SGEMM (pedantic float32,
+ * no TF32), attention runs for every query token of the chunk at once. It differs from the
+ * token-by-token path only in summation order (see tests/test_cuda_llama.c).
  * One context must not be used by two threads at once; contexts of one model may run in parallel
  * threads (each has its own stream). Every CUDA error is reported as SHOAL_E_DEVICE with the
  * failing step named; running out of device memory is SHOAL_E_NOMEM with the sizes. */
@@ -29,6 +32,8 @@ typedef struct shoal_cuda_llama_params {
                        * shoal_cuda_llama_kv_bytes(model, n_ctx) bytes, 16-byte aligned */
     bool use_graph;   /* replay the greedy single-token step as a CUDA graph (captured on first use);
                        * NOT yet validated on a GPU: off by default until it is */
+    int n_batch;      /* tokens per batched-prefill chunk (dequantise + SGEMM); 0: 256; 1: every token
+                       * through the decode kernels (the reference path) */
 } shoal_cuda_llama_params_t;
 
 void shoal_cuda_llama_params_init(shoal_cuda_llama_params_t *p);

@@ -130,11 +130,22 @@ __device__ float dequant(const shoal_cu_mat_t &e, size_t row, int j)
     }
 }
 
+/* blockIdx.y selects the token of a batch (0 for one token). */
 __global__ void embed_kernel(shoal_cu_mat_t e, const int32_t *__restrict__ token, float *__restrict__ x)
 {
+    token += blockIdx.y;
+    x += (size_t)blockIdx.y * e.n_in;
     int j = blockIdx.x * blockDim.x + threadIdx.x;
     if (j < e.n_in)
         x[j] = dequant(e, (size_t)*token, j);
+}
+
+/* out (n_out, n_in) float32 = the whole matrix, dequantised (batched prefill feeds it to SGEMM). */
+__global__ void dequant_kernel(shoal_cu_mat_t e, float *__restrict__ out)
+{
+    const size_t total = (size_t)e.n_out * e.n_in;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x)
+        out[i] = dequant(e, i / e.n_in, (int)(i % e.n_in));
 }
 
 __device__ float block_sum(float v, float *sh)
@@ -149,10 +160,13 @@ __device__ float block_sum(float v, float *sh)
     return warp_sum(v);
 }
 
+/* One block per row of n (rows of a batch are contiguous). */
 __global__ void rmsnorm_kernel(const float *__restrict__ x, const float *__restrict__ w, float *__restrict__ out, int n,
                                float eps)
 {
     __shared__ float sh[32];
+    x += (size_t)blockIdx.x * n;
+    out += (size_t)blockIdx.x * n;
     float s = 0.0f;
     for (int i = threadIdx.x; i < n; i += blockDim.x)
         s += x[i] * x[i];
@@ -169,7 +183,13 @@ __global__ void rope_store_kernel(float *__restrict__ q, const float *__restrict
                                   float *__restrict__ kc, float *__restrict__ vc, const float *__restrict__ inv_freq,
                                   const int32_t *__restrict__ posp, int n_head, int n_kv, int hd, int rope_dim)
 {
-    const int pos = *posp, half = rope_dim / 2, kv_dim = n_kv * hd;
+    const int kv_dim = n_kv * hd;
+    // blockIdx.y: the token of a batch; its q, k, v rows and position
+    q += (size_t)blockIdx.y * n_head * hd;
+    k += (size_t)blockIdx.y * kv_dim;
+    v += (size_t)blockIdx.y * kv_dim;
+    posp += blockIdx.y;
+    const int pos = *posp, half = rope_dim / 2;
     const int idx = blockIdx.x * blockDim.x + threadIdx.x;
     float *krow = kc + (size_t)pos * kv_dim, *vrow = vc + (size_t)pos * kv_dim;
     if (idx < kv_dim) {
@@ -210,6 +230,10 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_kernel(const float *__r
 {
     extern __shared__ float smem[];
     __shared__ float red[32];
+    // blockIdx.y: the query token of a batch, attending to cache rows [0, its position]
+    q += (size_t)blockIdx.y * n_head * hd;
+    out += (size_t)blockIdx.y * n_head * hd;
+    posp += blockIdx.y;
     const int h = blockIdx.x, kvh = h / (n_head / n_kv), kv_dim = n_kv * hd, n = *posp + 1;
     float *qs = smem, *sc = smem + hd, *part = sc + n; // part: (ATT_THREADS) partial sums
     for (int i = threadIdx.x; i < hd; i += blockDim.x)
@@ -332,13 +356,30 @@ cudaError_t shoal_cu_matvec(const shoal_cu_mat_t *w, const float *x, float *y, i
 
 cudaError_t shoal_cu_embed(const shoal_cu_mat_t *e, const int32_t *token, float *x, cudaStream_t s)
 {
-    embed_kernel<<<(e->n_in + 255) / 256, 256, 0, s>>>(*e, token, x);
+    return shoal_cu_embed_batch(e, token, 1, x, s);
+}
+
+cudaError_t shoal_cu_embed_batch(const shoal_cu_mat_t *e, const int32_t *tokens, int n_tok, float *x, cudaStream_t s)
+{
+    embed_kernel<<<dim3((unsigned)(e->n_in + 255) / 256, (unsigned)n_tok), 256, 0, s>>>(*e, tokens, x);
+    return cudaGetLastError();
+}
+
+cudaError_t shoal_cu_dequant(const shoal_cu_mat_t *e, float *out, cudaStream_t s)
+{
+    dequant_kernel<<<1024, 256, 0, s>>>(*e, out);
     return cudaGetLastError();
 }
 
 cudaError_t shoal_cu_rmsnorm(const float *x, const float *w, float *out, int n, float eps, cudaStream_t s)
 {
-    rmsnorm_kernel<<<1, 1024, 0, s>>>(x, w, out, n, eps);
+    return shoal_cu_rmsnorm_rows(x, w, out, n, 1, eps, s);
+}
+
+cudaError_t shoal_cu_rmsnorm_rows(const float *x, const float *w, float *out, int n, int rows, float eps,
+                                  cudaStream_t s)
+{
+    rmsnorm_kernel<<<(unsigned)rows, 1024, 0, s>>>(x, w, out, n, eps);
     return cudaGetLastError();
 }
 
@@ -346,11 +387,18 @@ cudaError_t shoal_cu_rope_store(float *q, const float *k, const float *v, float 
                                 const float *inv_freq, const int32_t *pos, int n_head, int n_kv, int head_dim,
                                 int rope_dim, cudaStream_t s)
 {
+    return shoal_cu_rope_store_batch(q, k, v, kcache, vcache, inv_freq, pos, 1, n_head, n_kv, head_dim, rope_dim, s);
+}
+
+cudaError_t shoal_cu_rope_store_batch(float *q, const float *k, const float *v, float *kcache, float *vcache,
+                                      const float *inv_freq, const int32_t *pos, int n_tok, int n_head, int n_kv,
+                                      int head_dim, int rope_dim, cudaStream_t s)
+{
     int work = (n_head + n_kv) * (rope_dim / 2);
     if (work < n_kv * head_dim)
         work = n_kv * head_dim;
-    rope_store_kernel<<<(work + 127) / 128, 128, 0, s>>>(q, k, v, kcache, vcache, inv_freq, pos, n_head, n_kv,
-                                                         head_dim, rope_dim);
+    rope_store_kernel<<<dim3((unsigned)(work + 127) / 128, (unsigned)n_tok), 128, 0, s>>>(
+        q, k, v, kcache, vcache, inv_freq, pos, n_head, n_kv, head_dim, rope_dim);
     return cudaGetLastError();
 }
 
@@ -366,8 +414,15 @@ cudaError_t shoal_cu_attention_prepare(int n_ctx)
 cudaError_t shoal_cu_attention(const float *q, const float *kcache, const float *vcache, const int32_t *pos,
                                float *out, int n_head, int n_kv, int head_dim, int n_ctx, cudaStream_t s)
 {
-    attention_kernel<<<n_head, ATT_THREADS, attention_smem(head_dim, n_ctx), s>>>(q, kcache, vcache, pos, out, n_head,
-                                                                                 n_kv, head_dim);
+    return shoal_cu_attention_batch(q, kcache, vcache, pos, 1, out, n_head, n_kv, head_dim, n_ctx, s);
+}
+
+cudaError_t shoal_cu_attention_batch(const float *q, const float *kcache, const float *vcache, const int32_t *pos,
+                                     int n_tok, float *out, int n_head, int n_kv, int head_dim, int n_ctx,
+                                     cudaStream_t s)
+{
+    attention_kernel<<<dim3((unsigned)n_head, (unsigned)n_tok), ATT_THREADS, attention_smem(head_dim, n_ctx), s>>>(
+        q, kcache, vcache, pos, out, n_head, n_kv, head_dim);
     return cudaGetLastError();
 }
 

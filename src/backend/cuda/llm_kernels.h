@@ -40,6 +40,21 @@ cudaError_t shoal_cu_rope_store(float *q, const float *k, const float *v, float 
 /* Decode attention of every query head over cache rows [0, *pos + 1): out (n_head, head_dim). */
 cudaError_t shoal_cu_attention(const float *q, const float *kcache, const float *vcache, const int32_t *pos,
                                float *out, int n_head, int n_kv, int head_dim, int n_ctx, cudaStream_t s);
+/* Batched forms for prefill: n_tok tokens whose rows are contiguous (x: (n_tok, n_in); q: (n_tok,
+ * n_head * head_dim); k, v: (n_tok, kv_dim); positions pos[0..n_tok)). Each query token attends
+ * to cache rows [0, its position]: tokens of one batch see each other causally because their
+ * rows are stored (rope_store_batch) before attention_batch runs. */
+cudaError_t shoal_cu_embed_batch(const shoal_cu_mat_t *e, const int32_t *tokens, int n_tok, float *x, cudaStream_t s);
+cudaError_t shoal_cu_rmsnorm_rows(const float *x, const float *w, float *out, int n, int rows, float eps,
+                                  cudaStream_t s);
+cudaError_t shoal_cu_rope_store_batch(float *q, const float *k, const float *v, float *kcache, float *vcache,
+                                      const float *inv_freq, const int32_t *pos, int n_tok, int n_head, int n_kv,
+                                      int head_dim, int rope_dim, cudaStream_t s);
+cudaError_t shoal_cu_attention_batch(const float *q, const float *kcache, const float *vcache, const int32_t *pos,
+                                     int n_tok, float *out, int n_head, int n_kv, int head_dim, int n_ctx,
+                                     cudaStream_t s);
+/* out (n_out, n_in) float32: the whole matrix dequantised. */
+cudaError_t shoal_cu_dequant(const shoal_cu_mat_t *e, float *out, cudaStream_t s);
 /* g = silu(g) * u */
 cudaError_t shoal_cu_swiglu(float *g, const float *u, int n, cudaStream_t s);
 /* *out = argmax x (first index on ties). */
