@@ -176,6 +176,23 @@ int main(int argc, char **argv)
     }
     p.use_graph = false;
 
+    /* the fused decode kernels, plain launches and as a CUDA graph */
+    double tg_fused = 0, tg_fused_graph = 0;
+    p.fused = true;
+    if (shoal_cuda_llama_ctx_new(m, &p, &c) == SHOAL_OK) {
+        tg_fused = decode_tps(c, depth, gen, reps);
+        shoal_cuda_llama_ctx_delete(c);
+    }
+    p.use_graph = true;
+    if (shoal_cuda_llama_ctx_new(m, &p, &c) == SHOAL_OK) {
+        tg_fused_graph = decode_tps(c, depth, gen, reps);
+        if (!shoal_cuda_llama_uses_graph(c))
+            tg_fused_graph = 0;
+        shoal_cuda_llama_ctx_delete(c);
+    }
+    p.use_graph = false;
+    p.fused = false;
+
     /* the same decode with the KV cache in mapped (registered) host memory */
     size_t kvb = (shoal_cuda_llama_kv_bytes(m, n_ctx) + 4095) / 4096 * 4096;
     float *kvh = aligned_alloc(4096, kvb);
@@ -198,14 +215,18 @@ int main(int argc, char **argv)
            achieved / 1e9, bw > 0 ? achieved / bw : 0);
     printf("shoal-cuda tg%d depth %d, CUDA graph: %.1f tok/s = %.2f of copy bandwidth\n", gen, depth, tg_graph,
            bw > 0 ? tg_graph * step_bytes / bw : 0);
+    printf("shoal-cuda tg%d depth %d, fused kernels: %.1f tok/s = %.2f of copy bandwidth\n", gen, depth, tg_fused,
+           bw > 0 ? tg_fused * step_bytes / bw : 0);
+    printf("shoal-cuda tg%d depth %d, fused kernels + CUDA graph: %.1f tok/s = %.2f of copy bandwidth\n", gen, depth,
+           tg_fused_graph, bw > 0 ? tg_fused_graph * step_bytes / bw : 0);
     printf("shoal-cuda tg%d depth %d, KV in mapped host memory: %.1f tok/s (%.2fx device-KV)\n", gen, depth, tg_mapped,
            tg > 0 ? tg_mapped / tg : 0);
     printf("shoal-cuda pp%d batched (SGEMM, chunks of 256): %.1f tok/s; token by token: %.1f tok/s\n", prompt, pp,
            pp_tok);
     printf("{\"device\":\"%s\",\"copy_gbps\":%.1f,\"weights_mb\":%.1f,\"tg\":%d,\"depth\":%d,\"tg_tps\":%.2f,"
-           "\"tg_weight_gbps\":%.1f,\"roofline_frac\":%.3f,\"tg_mapped_kv_tps\":%.2f,\"tg_graph_tps\":%.2f,\"pp\":%d,\"pp_tps\":%.2f,\"pp_tokenwise_tps\":%.2f}\n",
+           "\"tg_weight_gbps\":%.1f,\"roofline_frac\":%.3f,\"tg_mapped_kv_tps\":%.2f,\"tg_graph_tps\":%.2f,\"pp\":%d,\"pp_tps\":%.2f,\"pp_tokenwise_tps\":%.2f,\"tg_fused_tps\":%.2f,\"tg_fused_graph_tps\":%.2f}\n",
            prop.name, bw / 1e9, wbytes / 1e6, gen, depth, tg, achieved / 1e9, bw > 0 ? achieved / bw : 0, tg_mapped,
-           tg_graph, prompt, pp, pp_tok);
+           tg_graph, prompt, pp, pp_tok, tg_fused, tg_fused_graph);
     shoal_llama_model_delete(m);
     shoal_gguf_close(g);
     return 0;

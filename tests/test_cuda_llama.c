@@ -235,6 +235,64 @@ static void test_batched_prefill_vs_tokenwise(void **state)
     free(b);
 }
 
+/* The fused decode kernels (norm + QKV, norm + gate/up + SwiGLU, shared-memory inputs) against
+ * the separate ones: logits of 24 single-token steps within float32 reordering (2e-3 scaled),
+ * and the same greedy ids for 32 steps, also when replayed as a CUDA graph. */
+static void test_fused_decode(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    const int V = F.m->hp.vocab, NP = 8, NS = 24;
+    int32_t toks[8];
+    prompt_tokens(toks, NP);
+    shoal_cuda_llama_params_t pa, pb;
+    shoal_cuda_llama_params_init(&pa);
+    shoal_cuda_llama_params_init(&pb);
+    pa.n_ctx = pb.n_ctx = 128;
+    pa.n_batch = pb.n_batch = 1;
+    pa.fused = true;
+    shoal_cuda_llama_ctx_t *ca, *cb;
+    assert_int_equal(shoal_cuda_llama_ctx_new(F.m, &pa, &ca), SHOAL_OK);
+    assert_int_equal(shoal_cuda_llama_ctx_new(F.m, &pb, &cb), SHOAL_OK);
+    float *a = malloc(sizeof(float) * (size_t)V), *b = malloc(sizeof(float) * (size_t)V);
+    float worst = 0, scale = 1;
+    for (int i = 0; i < NS; i++) {
+        int32_t t = i < NP ? toks[i] : (i * 7 + 3) % (V < 200 ? V : 200);
+        assert_int_equal(shoal_cuda_llama_eval(ca, &t, 1, i, a, SHOAL_LLAMA_LOGITS_LAST), SHOAL_OK);
+        assert_int_equal(shoal_cuda_llama_eval(cb, &t, 1, i, b, SHOAL_LLAMA_LOGITS_LAST), SHOAL_OK);
+        scale = fmaxf(scale, max_abs(b, (size_t)V) / 30.0f);
+        worst = fmaxf(worst, max_diff(a, b, (size_t)V));
+        assert_int_equal(argmax(a, V), argmax(b, V));
+    }
+    print_message("fused vs separate decode kernels, %d steps: max |logit diff| %.3g (tolerance %.3g)\n", NS, worst,
+                  2e-3 * scale);
+    assert_true(worst <= 2e-3f * scale);
+    shoal_cuda_llama_ctx_delete(ca);
+    /* greedy on the device, fused and graph-replayed, against the separate kernels */
+    pa.use_graph = true;
+    assert_int_equal(shoal_cuda_llama_ctx_new(F.m, &pa, &ca), SHOAL_OK);
+    shoal_cuda_llama_reset(cb);
+    int32_t ta, tb;
+    assert_int_equal(shoal_cuda_llama_eval_greedy(ca, toks, NP, 0, &ta), SHOAL_OK);
+    assert_int_equal(shoal_cuda_llama_eval_greedy(cb, toks, NP, 0, &tb), SHOAL_OK);
+    int first_diff = ta == tb ? -1 : 0;
+    for (int i = 0; i < 32; i++) {
+        int32_t in = tb;
+        assert_int_equal(shoal_cuda_llama_eval_greedy(ca, &in, 1, NP + i, &ta), SHOAL_OK);
+        assert_int_equal(shoal_cuda_llama_eval_greedy(cb, &in, 1, NP + i, &tb), SHOAL_OK);
+        if (ta != tb && first_diff < 0)
+            first_diff = i + 1;
+    }
+    print_message("fused + graph greedy: 32 steps, graph %s, first difference at %d\n",
+                  shoal_cuda_llama_uses_graph(ca) ? "used" : "NOT used", first_diff);
+    assert_int_equal(first_diff, -1);
+    assert_true(shoal_cuda_llama_uses_graph(ca));
+    shoal_cuda_llama_ctx_delete(ca);
+    shoal_cuda_llama_ctx_delete(cb);
+    free(a);
+    free(b);
+}
+
 /* ---- SmolLM2 only: against the float64 fixture */
 
 static void test_vs_float64_fixture(void **state)
@@ -442,6 +500,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_logits_and_greedy_vs_cpu),
         cmocka_unit_test(test_batched_prefill_vs_tokenwise),
+        cmocka_unit_test(test_fused_decode),
         cmocka_unit_test(test_vs_float64_fixture),
         cmocka_unit_test(test_mapped_kv_inplace_snapshot),
         cmocka_unit_test(test_graph_decode),

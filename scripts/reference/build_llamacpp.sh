@@ -6,6 +6,7 @@
 # Usage: scripts/reference/build_llamacpp.sh [--cuda] [--offline] [--jobs N]
 #        scripts/reference/build_llamacpp.sh --pack-src     # write a slim source tarball (see below)
 #   --cuda       build with GGML_CUDA=ON for sm_90 (H100/H200) into .deps/llama.cpp/build-cuda
+#                (portable CPU code: it may be built here and carried to the GPU machine)
 #   --offline    never touch the network: use the sdist already in $LLAMA_DL_DIR, or the source
 #                tarball $LLAMA_SRC_TARBALL, or an already unpacked tree in $LLAMA_SRC_DIR
 #   --pack-src   write $LLAMA_DL_DIR/llama.cpp-<ver>-slim.tar.gz: only what the build needs
@@ -106,7 +107,8 @@ CMAKE_ARGS=(
 if [ "$MODE" = cuda ]; then
   command -v nvcc >/dev/null || { [ -x /usr/local/cuda/bin/nvcc ] && export PATH="/usr/local/cuda/bin:$PATH"; } \
     || die "--cuda needs nvcc (on PATH or in /usr/local/cuda/bin)"
-  CMAKE_ARGS+=(-DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90)
+  # Built here, run on the GPU machine: no -march=native (its CPU may lack this one's ISA).
+  CMAKE_ARGS+=(-DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_NATIVE=OFF)
 fi
 if [ ! -f "$BUILD/CMakeCache.txt" ]; then
   say "configuring ($MODE) in $BUILD"

@@ -269,6 +269,7 @@ struct shoal_cuda_llama_ctx {
     float *bx, *bxb, *bq, *bk, *bv, *batt, *bhb, *bhb2, *wf32;
     int32_t *h_io;  /* pinned host mirror of d_io */
     bool use_graph, graph_tried, graph_ready;
+    bool fused; /* decode through the fused kernels (norm + QKV, norm + gate/up + SwiGLU) */
     cudaGraphExec_t graph; /* the greedy decode step (capture_decode_graph) */
 };
 
@@ -437,6 +438,16 @@ shoal_status_t shoal_cuda_llama_ctx_new(const shoal_llama_model_t *m, const shoa
         s = cuda_fail(e, "attention setup");
         goto fail;
     }
+    c->fused = p->fused;
+    if (c->fused) {
+        int wide = hp->dim > hp->q_dim ? hp->dim : hp->q_dim;
+        if (hp->ffn_dim > wide)
+            wide = hp->ffn_dim;
+        if ((e = shoal_cu_fused_prepare(wide)) != cudaSuccess) {
+            s = cuda_fail(e, "fused kernel setup");
+            goto fail;
+        }
+    }
     c->n_batch = p->n_batch == 0 ? 256 : p->n_batch < 1 ? 1 : p->n_batch > 1024 ? 1024 : p->n_batch;
     if (c->n_batch > 1 && (s = batch_setup(c)))
         goto fail;
@@ -449,8 +460,51 @@ fail:
 
 /* ---------------------------------------------------------------- forward */
 
+static bool same_shape(const shoal_cu_mat_t *a, const shoal_cu_mat_t *b)
+{
+    return a->type == b->type && a->n_in == b->n_in;
+}
+
+/* The fused decode layer: 6 launches instead of 12 (matrices of unlike types keep the separate
+ * kernels for their part). */
+static cudaError_t layer_step_fused(shoal_cuda_llama_ctx_t *c, int l, const int32_t *d_pos)
+{
+    const shoal_llama_hparams_t *hp = &c->m->hp;
+    const cu_layer_t *L = &c->w->layers[l];
+    cudaStream_t s = c->stream;
+    float *kc = c->kv + (size_t)l * 2 * c->n_ctx * hp->kv_dim, *vc = kc + (size_t)c->n_ctx * hp->kv_dim;
+    cudaError_t e;
+    if (same_shape(&L->wq, &L->wk) && same_shape(&L->wq, &L->wv)) {
+        const shoal_cu_mat_t *w[3] = {&L->wq, &L->wk, &L->wv};
+        float *y[3] = {c->q, c->k, c->v};
+        e = shoal_cu_matvec_fused(w, y, 3, c->x, L->attn_norm, hp->rms_eps, 0, s);
+    } else if (!(e = shoal_cu_rmsnorm(c->x, L->attn_norm, c->xb, hp->dim, hp->rms_eps, s)) &&
+               !(e = shoal_cu_matvec(&L->wq, c->xb, c->q, 0, s)) && !(e = shoal_cu_matvec(&L->wk, c->xb, c->k, 0, s))) {
+        e = shoal_cu_matvec(&L->wv, c->xb, c->v, 0, s);
+    }
+    if (e)
+        return e;
+    const shoal_cu_mat_t *wo[1] = {&L->wo}, *wd[1] = {&L->down};
+    float *yx[1] = {c->x};
+    if ((e = shoal_cu_rope_store(c->q, c->k, c->v, kc, vc, c->w->inv_freq, d_pos, hp->n_head, hp->n_head_kv,
+                                 hp->head_dim, hp->rope_dim, s)) ||
+        (e = shoal_cu_attention(c->q, kc, vc, d_pos, c->att, hp->n_head, hp->n_head_kv, hp->head_dim, c->n_ctx, s)) ||
+        (e = shoal_cu_matvec_fused(wo, yx, 1, c->att, NULL, 0.0f, 1, s)))
+        return e;
+    if (same_shape(&L->gate, &L->up) && L->gate.n_out == L->up.n_out)
+        e = shoal_cu_gateup_fused(&L->gate, &L->up, c->x, L->ffn_norm, hp->rms_eps, c->hb, s);
+    else if (!(e = shoal_cu_rmsnorm(c->x, L->ffn_norm, c->xb, hp->dim, hp->rms_eps, s)) &&
+             !(e = shoal_cu_matvec(&L->gate, c->xb, c->hb, 0, s)) && !(e = shoal_cu_matvec(&L->up, c->xb, c->hb2, 0, s)))
+        e = shoal_cu_swiglu(c->hb, c->hb2, hp->ffn_dim, s);
+    if (e)
+        return e;
+    return shoal_cu_matvec_fused(wd, yx, 1, c->hb, NULL, 0.0f, 1, s);
+}
+
 static cudaError_t layer_step(shoal_cuda_llama_ctx_t *c, int l, const int32_t *d_pos)
 {
+    if (c->fused)
+        return layer_step_fused(c, l, d_pos);
     const shoal_llama_hparams_t *hp = &c->m->hp;
     const cu_layer_t *L = &c->w->layers[l];
     cudaStream_t s = c->stream;
@@ -551,8 +605,14 @@ static cudaError_t emit_logits(shoal_cuda_llama_ctx_t *c, const float *x, int t,
     float *dst = c->logits;
     if (in_place && !greedy)
         dst = logits_out + (mode == SHOAL_LLAMA_LOGITS_ALL ? (size_t)t * hp->vocab : 0);
-    if ((e = shoal_cu_rmsnorm(x, c->w->output_norm, c->xb, hp->dim, hp->rms_eps, s)) ||
-        (e = shoal_cu_matvec(&c->w->output, c->xb, dst, 0, s)))
+    if (c->fused) {
+        const shoal_cu_mat_t *w[1] = {&c->w->output};
+        float *y[1] = {dst};
+        e = shoal_cu_matvec_fused(w, y, 1, x, c->w->output_norm, hp->rms_eps, 0, s);
+    } else if (!(e = shoal_cu_rmsnorm(x, c->w->output_norm, c->xb, hp->dim, hp->rms_eps, s))) {
+        e = shoal_cu_matvec(&c->w->output, c->xb, dst, 0, s);
+    }
+    if (e)
         return e;
     if (greedy)
         return (e = shoal_cu_argmax(c->logits, hp->vocab, c->d_io + 2 * c->n_ctx, s))

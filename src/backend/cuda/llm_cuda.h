@@ -32,6 +32,9 @@ typedef struct shoal_cuda_llama_params {
                        * shoal_cuda_llama_kv_bytes(model, n_ctx) bytes, 16-byte aligned */
     bool use_graph;   /* replay the greedy single-token step as a CUDA graph (captured on first use);
                        * NOT yet validated on a GPU: off by default until it is */
+    bool fused;       /* decode through the fused kernels (RMS norm + Q/K/V in one launch, norm + gate/up +
+                       * SwiGLU in one, input vectors staged in shared memory): 6 launches a layer
+                       * instead of 12. Off by default until validated on a GPU */
     int n_batch;      /* tokens per batched-prefill chunk (dequantise + SGEMM); 0: 256; 1: every token
                        * through the decode kernels (the reference path) */
 } shoal_cuda_llama_params_t;

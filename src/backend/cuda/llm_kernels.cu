@@ -288,6 +288,164 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_kernel(const float *__r
     }
 }
 
+/* ---- fused decode kernels: fewer launches per layer (norm + QKV, norm + gate/up + SwiGLU) ----
+ *
+ * Each block stages the input vector in shared memory (RMS-normalised there when NORM), then each
+ * warp computes one row's dot product with 16-byte weight loads, unrolled so several loads are in
+ * flight per lane. Up to three matrices of one type and width share a launch: the warp's row
+ * index runs through their rows in order. */
+
+struct mv3 {
+    const void *qs[3];
+    const __half *d[3], *m[3];
+    float *y[3];
+    int rows[3];
+};
+
+template <int TYPE>
+__device__ __forceinline__ float row_dot(const void *qs, const __half *dd, const __half *mm, size_t row,
+                                         const float *x, int n_in, int lane)
+{
+    float acc = 0.0f;
+    if (TYPE == T_F16 || TYPE == T_BF16) {
+        const uint4 *w = (const uint4 *)((const uint16_t *)qs + row * n_in);
+#pragma unroll 4
+        for (int j = lane; j < n_in / 8; j += 32) {
+            uint4 q = __ldg(w + j);
+            const float4 x0 = *(const float4 *)(x + j * 8), x1 = *(const float4 *)(x + j * 8 + 4);
+            float f[8];
+            if (TYPE == T_F16) {
+                const __half2 *h = (const __half2 *)&q;
+#pragma unroll
+                for (int k = 0; k < 4; k++) {
+                    float2 t = __half22float2(h[k]);
+                    f[2 * k] = t.x;
+                    f[2 * k + 1] = t.y;
+                }
+            } else {
+                bf16x2(q.x, f[0], f[1]);
+                bf16x2(q.y, f[2], f[3]);
+                bf16x2(q.z, f[4], f[5]);
+                bf16x2(q.w, f[6], f[7]);
+            }
+            acc += f[0] * x0.x + f[1] * x0.y + f[2] * x0.z + f[3] * x0.w + f[4] * x1.x + f[5] * x1.y + f[6] * x1.z +
+                   f[7] * x1.w;
+        }
+    } else if (TYPE == T_Q8_0) {
+        const int8_t *w = (const int8_t *)qs + row * n_in;
+        const __half *d = dd + row * (n_in / 32);
+#pragma unroll 4
+        for (int j = lane * 16; j < n_in; j += 32 * 16) {
+            int4 q = __ldg((const int4 *)(w + j));
+            const int8_t *b = (const int8_t *)&q;
+            float s = 0.0f;
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                const float4 xx = *(const float4 *)(x + j + 4 * k);
+                s += (float)b[4 * k] * xx.x + (float)b[4 * k + 1] * xx.y + (float)b[4 * k + 2] * xx.z +
+                     (float)b[4 * k + 3] * xx.w;
+            }
+            acc += s * __half2float(d[j / 32]);
+        }
+    } else {
+        const int nb = n_in / 32;
+        const uint4 *w = (const uint4 *)((const uint8_t *)qs + row * (n_in / 2));
+        const __half *d = dd + row * nb;
+        const __half *m = TYPE == T_Q4_1 ? mm + row * nb : nullptr;
+#pragma unroll 2
+        for (int b = lane; b < nb; b += 32) {
+            uint4 q = __ldg(w + b);
+            const uint8_t *p = (const uint8_t *)&q;
+            const float *xb = x + b * 32;
+            float s = 0.0f, sx = 0.0f;
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                const float4 lo = *(const float4 *)(xb + 4 * k), hi = *(const float4 *)(xb + 16 + 4 * k);
+                float l0 = p[4 * k] & 15, l1 = p[4 * k + 1] & 15, l2 = p[4 * k + 2] & 15, l3 = p[4 * k + 3] & 15;
+                float h0 = p[4 * k] >> 4, h1 = p[4 * k + 1] >> 4, h2 = p[4 * k + 2] >> 4, h3 = p[4 * k + 3] >> 4;
+                s += l0 * lo.x + l1 * lo.y + l2 * lo.z + l3 * lo.w + h0 * hi.x + h1 * hi.y + h2 * hi.z + h3 * hi.w;
+                sx += lo.x + lo.y + lo.z + lo.w + hi.x + hi.y + hi.z + hi.w;
+            }
+            if (TYPE == T_Q4_0)
+                acc += __half2float(d[b]) * (s - 8.0f * sx);
+            else
+                acc += __half2float(d[b]) * s + __half2float(m[b]) * sx;
+        }
+    }
+    return warp_sum(acc);
+}
+
+/* MODE 0: y = W.x; 1: y += W.x (the residual); 2: y[0] = silu(W0.x) * (W1.x), rows paired. */
+template <int TYPE, bool NORM, int MODE>
+__global__ void __launch_bounds__(MV_THREADS) mv_fused_kernel(mv3 p, const float *__restrict__ x,
+                                                             const float *__restrict__ nw, float eps, int n_in,
+                                                             int total_rows)
+{
+    extern __shared__ float xs[];
+    __shared__ float red[32];
+    float ss = 0.0f;
+    for (int i = threadIdx.x * 4; i < n_in; i += blockDim.x * 4) {
+        const float4 v = *(const float4 *)(x + i);
+        *(float4 *)(xs + i) = v;
+        ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    }
+    if (NORM) {
+        const float r = 1.0f / sqrtf(block_sum(ss, red) / (float)n_in + eps); // block_sum syncs the staging
+        for (int i = threadIdx.x; i < n_in; i += blockDim.x)
+            xs[i] = xs[i] * r * nw[i];
+    }
+    __syncthreads();
+    const int grow = blockIdx.x * MV_ROWS + threadIdx.x / 32, lane = threadIdx.x & 31;
+    if (grow >= total_rows)
+        return;
+    if (MODE == 2) {
+        const float g = row_dot<TYPE>(p.qs[0], p.d[0], p.m[0], (size_t)grow, xs, n_in, lane);
+        const float u = row_dot<TYPE>(p.qs[1], p.d[1], p.m[1], (size_t)grow, xs, n_in, lane);
+        if (lane == 0)
+            p.y[0][grow] = g / (1.0f + expf(-g)) * u;
+        return;
+    }
+    int mi = 0, row = grow;
+    while (mi < 2 && row >= p.rows[mi]) {
+        row -= p.rows[mi];
+        mi++;
+    }
+    const float acc = row_dot<TYPE>(p.qs[mi], p.d[mi], p.m[mi], (size_t)row, xs, n_in, lane);
+    if (lane == 0)
+        p.y[mi][row] = MODE == 1 ? p.y[mi][row] + acc : acc;
+}
+
+template <bool NORM, int MODE>
+cudaError_t launch_fused(int type, const mv3 &p, const float *x, const float *nw, float eps, int n_in, int rows,
+                         cudaStream_t s)
+{
+    const dim3 grid((unsigned)((rows + MV_ROWS - 1) / MV_ROWS));
+    const size_t sm = (size_t)n_in * sizeof(float);
+    switch (type) {
+    case T_F16: mv_fused_kernel<T_F16, NORM, MODE><<<grid, MV_THREADS, sm, s>>>(p, x, nw, eps, n_in, rows); break;
+    case T_BF16: mv_fused_kernel<T_BF16, NORM, MODE><<<grid, MV_THREADS, sm, s>>>(p, x, nw, eps, n_in, rows); break;
+    case T_Q8_0: mv_fused_kernel<T_Q8_0, NORM, MODE><<<grid, MV_THREADS, sm, s>>>(p, x, nw, eps, n_in, rows); break;
+    case T_Q4_0: mv_fused_kernel<T_Q4_0, NORM, MODE><<<grid, MV_THREADS, sm, s>>>(p, x, nw, eps, n_in, rows); break;
+    case T_Q4_1: mv_fused_kernel<T_Q4_1, NORM, MODE><<<grid, MV_THREADS, sm, s>>>(p, x, nw, eps, n_in, rows); break;
+    default: return cudaErrorInvalidValue;
+    }
+    return cudaGetLastError();
+}
+
+template <bool NORM, int MODE>
+cudaError_t allow_smem(int bytes)
+{
+    const void *k[5] = {(const void *)mv_fused_kernel<T_F16, NORM, MODE>, (const void *)mv_fused_kernel<T_BF16, NORM, MODE>,
+                        (const void *)mv_fused_kernel<T_Q8_0, NORM, MODE>, (const void *)mv_fused_kernel<T_Q4_0, NORM, MODE>,
+                        (const void *)mv_fused_kernel<T_Q4_1, NORM, MODE>};
+    for (int i = 0; i < 5; i++) {
+        cudaError_t e = cudaFuncSetAttribute(k[i], cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+        if (e)
+            return e;
+    }
+    return cudaSuccess;
+}
+
 __global__ void swiglu_kernel(float *__restrict__ g, const float *__restrict__ u, int n)
 {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
@@ -424,6 +582,56 @@ cudaError_t shoal_cu_attention_batch(const float *q, const float *kcache, const 
     attention_kernel<<<dim3((unsigned)n_head, (unsigned)n_tok), ATT_THREADS, attention_smem(head_dim, n_ctx), s>>>(
         q, kcache, vcache, pos, out, n_head, n_kv, head_dim);
     return cudaGetLastError();
+}
+
+cudaError_t shoal_cu_matvec_fused(const shoal_cu_mat_t *const *w, float *const *y, int n_mats, const float *x,
+                                  const float *norm_w, float eps, int accumulate, cudaStream_t s)
+{
+    if (n_mats < 1 || n_mats > 3 || (accumulate && norm_w))
+        return cudaErrorInvalidValue;
+    mv3 p = {};
+    int rows = 0;
+    for (int i = 0; i < n_mats; i++) {
+        if (w[i]->type != w[0]->type || w[i]->n_in != w[0]->n_in)
+            return cudaErrorInvalidValue;
+        p.qs[i] = w[i]->qs;
+        p.d[i] = (const __half *)w[i]->d;
+        p.m[i] = (const __half *)w[i]->m;
+        p.y[i] = y[i];
+        p.rows[i] = w[i]->n_out;
+        rows += w[i]->n_out;
+    }
+    for (int i = n_mats; i < 3; i++)
+        p.rows[i] = 0x7fffffff;
+    if (norm_w)
+        return launch_fused<true, 0>((int)w[0]->type, p, x, norm_w, eps, w[0]->n_in, rows, s);
+    if (accumulate)
+        return launch_fused<false, 1>((int)w[0]->type, p, x, NULL, eps, w[0]->n_in, rows, s);
+    return launch_fused<false, 0>((int)w[0]->type, p, x, NULL, eps, w[0]->n_in, rows, s);
+}
+
+cudaError_t shoal_cu_gateup_fused(const shoal_cu_mat_t *gate, const shoal_cu_mat_t *up, const float *x,
+                                  const float *norm_w, float eps, float *h, cudaStream_t s)
+{
+    if (gate->type != up->type || gate->n_in != up->n_in || gate->n_out != up->n_out)
+        return cudaErrorInvalidValue;
+    mv3 p = {};
+    p.qs[0] = gate->qs, p.d[0] = (const __half *)gate->d, p.m[0] = (const __half *)gate->m;
+    p.qs[1] = up->qs, p.d[1] = (const __half *)up->d, p.m[1] = (const __half *)up->m;
+    p.y[0] = h;
+    return launch_fused<true, 2>((int)gate->type, p, x, norm_w, eps, gate->n_in, gate->n_out, s);
+}
+
+cudaError_t shoal_cu_fused_prepare(int max_n_in)
+{
+    const int bytes = max_n_in * (int)sizeof(float);
+    if (bytes <= 48 * 1024)
+        return cudaSuccess;
+    cudaError_t e;
+    if ((e = allow_smem<true, 0>(bytes)) || (e = allow_smem<false, 1>(bytes)) || (e = allow_smem<false, 0>(bytes)) ||
+        (e = allow_smem<true, 2>(bytes)))
+        return e;
+    return cudaSuccess;
 }
 
 cudaError_t shoal_cu_swiglu(float *g, const float *u, int n, cudaStream_t s)
