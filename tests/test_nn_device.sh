@@ -84,11 +84,14 @@ if [ $GPU = 1 ]; then
     grep -q 'positions on the GPU' "$T/err" && pass "--nn-preload ...:GPU: the GPU" || fail "preload gpu: $(cat "$T/err")"
     place AUTO cpu 3 "{$G, \"n-gpu-layers\": -1, \"enable-log\": true}"
     grep -q 'positions on the GPU' "$T/err" && pass "n-gpu-layers -1: the GPU" || fail "ngl -1: $(cat "$T/err")"
-    "$SHOAL_BIN" run --device cuda --nn-preload "default:GGML:AUTO:$MODEL" "$A" oom > "$T/out" 2> "$T/err"
+    # Out of device memory: SHOAL_TEST_OOM_MODEL has a large KV row (the GPU run generates one:
+    # 32 layers x 4096, 1 MiB a position, 32 GiB a session of 32768 positions).
+    "$SHOAL_BIN" run --device cuda --nn-preload "default:GGML:AUTO:${SHOAL_TEST_OOM_MODEL:-$MODEL}" "$A" oom \
+        > "$T/out" 2> "$T/err"
     rc=$?
     cat "$T/out"
     if grep -q 'refused_status=0 ' "$T/out"; then
-        echo "note: 15 sessions of 2^20 positions fit this GPU with this model: out-of-memory not reached"
+        echo "note: 15 sessions of 32768 positions fit this GPU with this model: out-of-memory not reached"
     else
         [ $rc -eq 0 ] && grep -q 'refused_status=2 ' "$T/out" && grep -q 'first_session_after=0 ' "$T/out" \
             && grep -Eqi 'device memory|out of memory' "$T/out" \

@@ -71,14 +71,14 @@ int main(int argc, char **argv)
         return 4; /* not reached: the call traps */
     }
 
-    /* "oom": one small session decodes, then sessions of 2^20 positions are opened until the
+    /* "oom": one small session decodes, then sessions of 32768 positions are opened until the
      * device (or host) refuses one; the refusal is printed and the first session must still work. */
     if (argc > 1 && !strcmp(argv[1], "oom")) {
         int32_t h, big[15], tok = 1, t1 = -1, t2 = -1;
         if (shoal_llm_open("default", 7, 64, &h) || shoal_llm_eval_greedy(h, &tok, 1, &t1)) return 3;
         int opened = 0, st = 0;
         char msg[512] = "";
-        while (opened < 15 && (st = shoal_llm_open("default", 7, 1 << 20, &big[opened])) == SHOAL_ST_OK) opened++;
+        while (opened < 15 && (st = shoal_llm_open("default", 7, 32768, &big[opened])) == SHOAL_ST_OK) opened++;
         if (st) shoal_last_error(msg, sizeof msg);
         for (int i = 0; i < opened; i++) shoal_llm_close(big[i]);
         int32_t s2 = shoal_llm_eval_greedy(h, &t1, 1, &t2);

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# pack_gpurun.sh — on the CPU machine: packs what bench/gpu/run_session_device.sh needs into one
+# xz tarball, .gpurun/bundle.tar.xz (the GPU machine takes at most 64 MiB of work tree a call and
+# has no network): the CUDA build's binaries and guests, Wasmtime's library and, when
+# scripts/reference/build_llamacpp.sh --cuda has been run, llama-bench with its libraries.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+B=${BUILD:-build}
+S=$(mktemp -d)
+trap 'rm -rf "$S"' EXIT
+mkdir -p "$S/guests" "$S/lib" .gpurun
+for f in shoal test_cuda_llama bench_cuda_llama bench_snapshot bench_boundary make_llama_gguf; do
+    strip -o "$S/$f" "$B/$f"
+done
+cp "$B"/guests/*.wasm "$S/guests/"
+cp .deps/wasmtime/lib/libwasmtime.so "$S/lib/"
+L=.deps/llama.cpp/build-cuda/bin
+if [ -x "$L/llama-bench" ]; then
+    mkdir -p "$S/llama"
+    strip -o "$S/llama/llama-bench" "$L/llama-bench"
+    for so in "$L"/lib*.so*; do strip -o "$S/llama/$(basename "$so")" "$so" 2> /dev/null || cp "$so" "$S/llama/"; done
+fi
+tar -C "$S" -cf - . | xz -T2 -6 > .gpurun/bundle.tar.xz
+du -h .gpurun/bundle.tar.xz
