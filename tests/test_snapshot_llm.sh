@@ -61,6 +61,11 @@ for typ in (2, 3, 4):
 PY
 # The layer section holds the KV cache: it must be the bulk of the snapshot.
 "$BIN" snapshot inspect "$T/b.snap" | grep -q '"llm" (slot 1)' || fail "no llm section in the snapshot"
+# inspect finds the KV blob inside the llm section and describes it (model hash, rows).
+"$BIN" snapshot inspect "$T/b.snap" > "$T/inspect.txt"
+grep -q 'KV cache 1 (safetensors' "$T/inspect.txt" && grep -q 'format *shoal.kv_cache' "$T/inspect.txt" &&
+    grep -q "model_sha256 *$(sha256sum "$MODEL" | cut -d' ' -f1)" "$T/inspect.txt" &&
+    grep -q '60 tensors' "$T/inspect.txt" || fail "inspect does not describe the KV blob: $(cat "$T/inspect.txt")"
 
 REF=$SHOAL_DEPS/ref-venv/bin/python
 if [ ! -x "$REF" ]; then

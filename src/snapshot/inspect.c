@@ -1,5 +1,6 @@
 /* inspect.c — `shoal snapshot inspect`: a validated snapshot described in words. */
 #include <inttypes.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "core/error.h"
@@ -12,6 +13,40 @@ static const char *kind_name(uint8_t k)
 {
     static const char *names[] = {"i32", "i64", "f32", "f64", "v128"};
     return k < 5 ? names[k] : "?";
+}
+
+static uint64_t rd64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int b = 0; b < 8; b++) v |= (uint64_t)p[b] << (8 * b);
+    return v;
+}
+
+/* The nn and llm layers embed each context's KV cache as a length-prefixed safetensors blob
+ * inside their own record layout, which this layer does not parse. The blobs describe
+ * themselves, so inspect finds them: a u64 blob length, then a safetensors header (u64 length,
+ * '{') whose metadata names the format shoal.kv_cache. */
+static void describe_kv_blobs(const uint8_t *b, size_t n, FILE *out)
+{
+    int found = 0;
+    for (size_t i = 0; i + 17 <= n; i++) {
+        if (b[i + 16] != '{') continue;
+        uint64_t blob = rd64(b + i), hdr = rd64(b + i + 8);
+        if (blob > n - i - 8 || hdr + 8 > blob) continue;
+        shoal_st_t *st = NULL;
+        if (shoal_safetensors_parse(b + i + 8, (size_t)blob, &st) != SHOAL_OK) {
+            shoal_clear_error();
+            continue;
+        }
+        const char *fmt = shoal_safetensors_meta(st, "format");
+        bool kv = fmt && !strcmp(fmt, "shoal.kv_cache");
+        shoal_safetensors_free(st);
+        if (!kv) continue;
+        fprintf(out, "                 KV cache %d (safetensors, %" PRIu64 " bytes at section offset %zu):\n", ++found,
+                blob, i + 8);
+        shoal_safetensors_describe(b + i + 8, (size_t)blob, "                   ", out);
+        i += 8 + (size_t)blob - 1;
+    }
 }
 
 shoal_status_t shoal_snapshot_inspect(const char *path, FILE *out)
@@ -56,6 +91,7 @@ shoal_status_t shoal_snapshot_inspect(const char *path, FILE *out)
             fprintf(out, "                 messages handled: %" PRIu64 "\n", n);
         }
         shoal_safetensors_describe(x.blob, x.blob_len, "                 ", out);
+        describe_kv_blobs(x.blob, x.blob_len, out);
     }
     snap_view_close(&v);
     return SHOAL_OK;
