@@ -84,6 +84,12 @@ echo "$abuse" | tail -n 5
 [ $rc -eq 0 ] && grep -q "0 misses" <<<"$abuse" && pass "every wasi-nn / llm error path gives its exact code" \
   || fail "nn_abuse exited $rc"
 
+NOMEM=$(mktemp --suffix=.wasm)
+python3 "$SHOAL_SOURCE_DIR/tests/tools/mk_nomem_wasm.py" > "$NOMEM"
+out=$("${RUN[@]}" "$NOMEM" 2>&1); rc=$?
+rm -f "$NOMEM"
+[ $rc -eq 0 ] && pass "a module without an exported memory gets missing_memory (3) from wasi-nn" || fail "missing_memory: rc=$rc $out"
+
 out=$("${RUN[@]}" "$SHOAL_GUESTS/nn_abuse.wasm" llm-trap 2>&1); rc=$?
 [ $rc -eq 134 ] && grep -q "shoal.llm_eval: logits .* lies outside linear memory" <<<"$out" \
   && pass "llm_eval with logits past memory traps with a precise message" || fail "llm-trap: rc=$rc $out"

@@ -137,6 +137,26 @@ int main(int argc, char **argv)
     nn_builder_t badb[1] = {{(const uint8_t *)(uintptr_t)(mem - 4), 16}};
     EXPECT(nn_load(badb, 1, NN_ENCODING_GGML, NN_TARGET_CPU, &g), NN_INVALID_ARGUMENT);
 
+    /* ---- handle tables are finite: the 65th graph / context is busy, and freeing one helps ---- */
+    {
+        static nn_graph_t gs[65];
+        static nn_ctx_t cs[65];
+        int ng = 0, nc = 0;
+        int32_t r;
+        while (ng < 65 && (r = nn_load_by_name("default", 7, &gs[ng])) == NN_SUCCESS) ng++;
+        EXPECT(ng, 64);
+        EXPECT(r, NN_BUSY);
+        while (nc < 65 && (r = nn_init_execution_context(gs[0], &cs[nc])) == NN_SUCCESS) nc++;
+        EXPECT(nc, 64);
+        EXPECT(r, NN_BUSY);
+        EXPECT(nn_finalize_execution_context(cs[7]), NN_SUCCESS);
+        EXPECT(nn_init_execution_context(gs[0], &cs[7]), NN_SUCCESS);
+        EXPECT(nn_unload(gs[3]), NN_SUCCESS);
+        EXPECT(nn_load_by_name("default", 7, &gs[3]), NN_SUCCESS);
+        for (int i = 0; i < nc; i++) EXPECT(nn_finalize_execution_context(cs[i]), NN_SUCCESS);
+        for (int i = 0; i < ng; i++) EXPECT(nn_unload(gs[i]), NN_SUCCESS);
+    }
+
     /* ---- unknown handles ---- */
     EXPECT(nn_init_execution_context(77, &c), NN_INVALID_ARGUMENT);
     EXPECT(nn_set_input_bytes(77, 0, "x", 1), NN_INVALID_ARGUMENT);
