@@ -2,7 +2,8 @@
  * fixed pseudo-random tokens into its session (the work a restore replaces); "next" evaluates
  * one more token and answers with its greedy top-1 and a hash of the logits' bytes, so two actors
  * can be compared bit for bit; "gen N" decodes N greedy tokens with llm_eval_greedy (the Wasm
- * boundary benchmark's guest loop) and answers with a hash of their ids.
+ * boundary benchmark's guest loop) and answers with a hash of their ids; "kvmode N" reopens the
+ * session with an N-position KV cache in the actor's own linear memory (llm_open_kv).
  * SHOAL_GUEST_REACTOR */
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,10 +65,25 @@ static int32_t gen(int n)
     return shoal_actor_set_reply(g_reply, (size_t)k);
 }
 
+/* "kvmode N": the session again, its cache now in this actor's memory (a fresh sequence). */
+static int32_t kvmode(int n_ctx)
+{
+    uint64_t bytes = 0;
+    if (n_ctx < 1 || n_ctx > N_CTX || shoal_llm_kv_bytes("default", 7, n_ctx, &bytes) || bytes > 0xFFFFFFF0u) return -2;
+    void *kv = aligned_alloc(16, (size_t)bytes);
+    if (!kv || shoal_llm_close(g_h) || shoal_llm_open_kv("default", 7, n_ctx, kv, (uint32_t)bytes, &g_h) ||
+        shoal_llm_info(g_h, &g_info))
+        return -3;
+    int k = snprintf(g_reply, sizeof g_reply, "kv in guest memory: %llu bytes at 0x%lx, n_ctx %d",
+                     (unsigned long long)bytes, (unsigned long)(uintptr_t)kv, g_info.n_ctx);
+    return shoal_actor_set_reply(g_reply, (size_t)k);
+}
+
 SHOAL_ACTOR_EXPORT("shoal_actor_handle") int32_t actor_handle(const char *msg, uint32_t len)
 {
     (void)len;
     int n = 1;
+    if (!strncmp(msg, "kvmode ", 7)) return kvmode(atoi(msg + 7));
     if (!strncmp(msg, "gen ", 4)) return gen(atoi(msg + 4));
     if (!strncmp(msg, "prefill ", 8)) n = atoi(msg + 8);
     else if (strcmp(msg, "next")) return -1;

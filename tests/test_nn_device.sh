@@ -60,7 +60,25 @@ b=$(actor $DEV --load "$T/s_$DEV.snap" next 'gen 8')
 [ -n "$a" ] && [ "$(sed -n 2,3p <<<"$a")" = "$b" ] && pass "$DEV snapshot restored in a new process: next logits and 8 greedy ids bit-identical" \
     || fail "$DEV restore: [$a] vs [$b] $(cat "$T/aerr")"
 
+# The KV cache in the actor's own memory (llm_open_kv): the same numbers as a host-owned cache, the
+# snapshot carries it as linear memory (no KV blob in the llm section), and it restores exactly.
+k=$(actor $DEV 'kvmode 4160' 'prefill 40' ":save $T/k_$DEV.snap" next 'gen 8' | grep -v '^saved')
+grep -q '^kv in guest memory' <<<"$k" && [ "$(sed -n 3,4p <<<"$k")" = "$(sed -n 2,3p <<<"$a")" ] \
+    && pass "$DEV: KV cache in guest memory gives the same logits and ids as a host-owned one" \
+    || fail "$DEV kvmode: [$k] vs [$a] $(cat "$T/aerr")"
+kb=$(actor $DEV --load "$T/k_$DEV.snap" next 'gen 8')
+[ -n "$kb" ] && [ "$(sed -n 3,4p <<<"$k")" = "$kb" ] && pass "$DEV: guest-memory KV snapshot restored in a new process, bit-identical" \
+    || fail "$DEV kvmode restore: [$kb] vs [$k] $(cat "$T/aerr")"
+"$SHOAL_BIN" snapshot inspect "$T/k_$DEV.snap" > "$T/kinsp"
+! grep -q 'KV cache 1' "$T/kinsp" && grep -q '"llm" (slot 1)' "$T/kinsp" \
+    && pass "$DEV: that snapshot's llm section holds no KV blob ($(grep '"llm"' "$T/kinsp" | tr -s ' '))" \
+    || fail "kvmode snapshot: $(cat "$T/kinsp")"
+
 if [ $GPU = 1 ]; then
+    kc=$(actor cpu --load "$T/k_cuda.snap" next)
+    [ -n "$kc" ] && [ "$(top <<<"$kc")" = "$(sed -n 3p <<<"$k" | top)" ] \
+        && pass "GPU snapshot with the KV cache in guest memory restored on the CPU: same next top-1" \
+        || fail "kv gpu->cpu: [$kc] vs [$k] $(cat "$T/aerr")"
     # Across devices: a GPU snapshot continues on the CPU and the reverse. Not bit-exact (the
     # devices round differently); the next token's top-1 must agree.
     c=$(actor cpu --load "$T/s_cuda.snap" next)

@@ -17,6 +17,7 @@
 #include "core/sha256.h"
 #include "model/gguf.h"
 #include "nn/nn_model.h"
+#include "nn/nn_snap.h"
 #include "runtime/runtime_impl.h"
 #include "shoal.h"
 #include "snapshot/safetensors.h"
@@ -249,11 +250,16 @@ static void test_kv_is_safetensors_and_versions(void **state)
     char hex[65];
     shoal_hex(m->sha256, 32, hex);
 
-    /* magic, session count, handle, name, hash, n_ctx, then u64 length and the blob */
+    /* magic, session count, handle, name, hash, n_ctx, flags (0: host-owned cache), then u64
+     * length and the blob */
     uint8_t *at = memmem(blob, len, "default", 7);
     assert_non_null(at);
     assert_memory_equal(at + 7, m->sha256, 32);
     at += 7 + 32 + 4;
+    uint32_t flags;
+    memcpy(&flags, at, 4);
+    assert_int_equal(flags, 0);
+    at += 4;
     uint64_t n;
     memcpy(&n, at, 8);
     at += 8;
@@ -279,7 +285,7 @@ static void test_kv_is_safetensors_and_versions(void **state)
     assert_int_equal(c->ext_ops[SHOAL_EXT_NN]->load(c, nn_blob, nn_len), SHOAL_E_FORMAT);
     assert_non_null(strstr(shoal_last_error(), "section version 1"));
     /* a corrupted KV byte is caught by the blob's CRC */
-    blob[3] = '2';
+    blob[3] = '0' + NN_SNAP_VERSION;
     at[n - 5] ^= 0x40; /* inside the last tensor's rows */
     assert_int_equal(c->ext_ops[SHOAL_EXT_LLM]->load(c, blob, len), SHOAL_E_FORMAT);
     assert_non_null(strstr(shoal_last_error(), "checksum"));

@@ -89,13 +89,14 @@ for _ in range(nsec):
         llm = p[2 + p[0] + 4:]
     at += 16 + n
 assert llm is not None, "no llm section"
-assert llm[:4] == b"LLM2", f"llm section magic {llm[:4]!r}"
+assert llm[:4] == b"LLM3", f"llm section magic {llm[:4]!r}"
 (nsess,), q = struct.unpack_from("<I", llm, 4), 8
 assert nsess == 1, nsess
 _, nl = struct.unpack_from("<II", llm, q); q += 8
 name = llm[q:q + nl]; q += nl
 sha = llm[q:q + 32].hex(); q += 32
-(n_ctx, kvlen), q = struct.unpack_from("<IQ", llm, q), q + 12
+(n_ctx, flags, kvlen), q = struct.unpack_from("<IIQ", llm, q), q + 16
+assert flags == 0, f"the session's cache is not host-owned (flags {flags})"
 assert name == b"default" and sha == model_sha, (name, sha, model_sha)
 blob = llm[q:q + kvlen]
 (hlen,) = struct.unpack_from("<Q", blob, 0)

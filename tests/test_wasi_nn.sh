@@ -90,6 +90,13 @@ out=$("${RUN[@]}" "$NOMEM" 2>&1); rc=$?
 rm -f "$NOMEM"
 [ $rc -eq 0 ] && pass "a module without an exported memory gets missing_memory (3) from wasi-nn" || fail "missing_memory: rc=$rc $out"
 
+for kt in "0:KV cache .* not 16-byte aligned|KV cache .*aligned" "1:KV cache .* lies outside linear memory" \
+          "2:overlap the session's KV cache"; do
+    out=$("${RUN[@]}" "$SHOAL_GUESTS/nn_abuse.wasm" kv-trap "${kt%%:*}" 2>&1); rc=$?
+    [ $rc -eq 134 ] && grep -Eq "${kt#*:}" <<<"$out" && pass "llm_open_kv trap ${kt%%:*}: $(grep -o 'shoal.llm[^(]*' <<<"$out" | head -1)" \
+      || fail "kv-trap ${kt%%:*}: rc=$rc $out"
+done
+
 out=$("${RUN[@]}" "$SHOAL_GUESTS/nn_abuse.wasm" llm-trap 2>&1); rc=$?
 [ $rc -eq 134 ] && grep -q "shoal.llm_eval: logits .* lies outside linear memory" <<<"$out" \
   && pass "llm_eval with logits past memory traps with a precise message" || fail "llm-trap: rc=$rc $out"

@@ -82,6 +82,14 @@ typedef struct shoal_chat_msg {
 /* Opens a session over the model `name` with a KV cache of n_ctx positions (0: default). */
 SHOAL_IMPORT("llm_open") int32_t shoal_llm_open(const char *name, uint32_t name_len, int32_t n_ctx, int32_t *handle);
 SHOAL_IMPORT("llm_close") int32_t shoal_llm_close(int32_t h);
+/* Bytes of a KV cache of n_ctx positions of the named model: what llm_open_kv wants. */
+SHOAL_IMPORT("llm_kv_bytes") int32_t shoal_llm_kv_bytes(const char *name, uint32_t name_len, int32_t n_ctx, uint64_t *bytes);
+/* As llm_open, with the KV cache in the guest's own memory (kv: 16-byte aligned, >= llm_kv_bytes):
+ * the cache is then part of the guest's state (memory snapshots carry it) and, on a GPU runtime,
+ * read and written in place by the kernels. Ids, logits and out-pointers passed to later calls
+ * must not overlap it (they trap). */
+SHOAL_IMPORT("llm_open_kv")
+int32_t shoal_llm_open_kv(const char *name, uint32_t name_len, int32_t n_ctx, void *kv, uint32_t kv_len, int32_t *handle);
 SHOAL_IMPORT("llm_info") int32_t shoal_llm_info(int32_t h, shoal_llm_info_t *out);
 /* Token ids of text into ids[0..cap); *n = count (the count needed, with SHOAL_ST_LIMIT, if cap is short). */
 SHOAL_IMPORT("llm_tokenize")

@@ -39,6 +39,7 @@ shoal_status_t shoal_engine_new(const shoal_llama_model_t *m, const shoal_engine
         shoal_llama_ctx_params_t cp;
         shoal_llama_ctx_params_init(&cp);
         cp.n_ctx = p->n_ctx;
+        cp.kv_external = p->kv_external;
         if (p->n_batch > 0) cp.n_batch = p->n_batch;
         st = shoal_llama_ctx_new(m, &cp, p->pool, &e->cpu);
     } else if (p->device == SHOAL_DEVICE_CUDA) {
@@ -47,6 +48,7 @@ shoal_status_t shoal_engine_new(const shoal_llama_model_t *m, const shoal_engine
         shoal_cuda_llama_params_init(&cp);
         cp.n_ctx = p->n_ctx;
         cp.use_graph = p->cuda_graph;
+        cp.kv_mapped = p->kv_external;
         st = shoal_cuda_llama_ctx_new(m, &cp, &e->cuda);
 #else
         st = shoal_fail(SHOAL_E_UNSUPPORTED, "engine: this build of Shoal has no CUDA backend (nvcc was not found)");

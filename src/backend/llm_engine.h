@@ -28,6 +28,10 @@ typedef struct shoal_engine_params {
     int n_batch;                /* CPU prefill chunk; <= 0: the CPU default */
     shoal_threadpool_t *pool;   /* CPU: borrowed worker pool (NULL runs serially) */
     bool cuda_graph;            /* CUDA: replay greedy decode steps as a captured graph */
+    /* Caller-owned KV cache of shoal_llama_kv_bytes(m, n_ctx) bytes, 16-byte aligned (a guest's
+     * linear memory), or NULL. On the GPU it must be registered mapped host memory (the CUDA
+     * backend registers guest memories); the kernels then read and write it over the bus. */
+    float *kv_external;
 } shoal_engine_params_t;
 
 void shoal_engine_params_init(shoal_engine_params_t *p);

@@ -31,6 +31,7 @@ struct shoal_llama_ctx {
     int n_threads;
     int n_ctx, n_batch, n_past;
     float *kv;        /* (n_layer, 2, n_ctx, kv_dim): K then V of each layer */
+    bool kv_owned;    /* false: the caller's (kv_external) */
     float *x;         /* (n_batch, dim) residual stream */
     float *xb;        /* (n_batch, xb_dim) normed input, then attention output; xb_dim = max(dim, q_dim) */
     int xb_dim;
@@ -459,10 +460,13 @@ shoal_status_t shoal_llama_eval(shoal_llama_ctx_t *c, const int32_t *tokens, int
 
 void shoal_llama_ctx_params_init(shoal_llama_ctx_params_t *p)
 {
-    p->n_ctx = 0;
-    p->n_batch = 0;
+    memset(p, 0, sizeof *p);
     p->act_planes = 2;
-    p->portable_kernels = false;
+}
+
+size_t shoal_llama_kv_bytes(const shoal_llama_model_t *m, int n_ctx)
+{
+    return (size_t)m->hp.n_layer * 2 * (size_t)n_ctx * (size_t)m->hp.kv_dim * sizeof(float);
 }
 
 shoal_status_t shoal_llama_ctx_new(const shoal_llama_model_t *m, const shoal_llama_ctx_params_t *p,
@@ -485,6 +489,8 @@ shoal_status_t shoal_llama_ctx_new(const shoal_llama_model_t *m, const shoal_lla
         return shoal_fail(SHOAL_E_INVALID, "llama_ctx: n_batch %d is larger than the limit 4096", n_batch);
     if (n_batch > n_ctx)
         n_batch = n_ctx;
+    if (p->kv_external && (p->n_ctx <= 0 || ((uintptr_t)p->kv_external & 15)))
+        return shoal_fail(SHOAL_E_INVALID, "llama_ctx: an external KV cache needs an explicit n_ctx and 16-byte alignment");
     shoal_llama_ctx_t *c = calloc(1, sizeof *c);
     if (!c)
         return shoal_fail(SHOAL_E_NOMEM, "llama_ctx: out of memory");
@@ -505,7 +511,8 @@ shoal_status_t shoal_llama_ctx_new(const shoal_llama_model_t *m, const shoal_lla
     c->act_stride = (act_max + 63) & ~(size_t)63;
     size_t nbz = (size_t)n_batch;
     /* calloc of a large cache maps fresh zero pages lazily: unused positions cost no memory */
-    c->kv = calloc((size_t)hp->n_layer * 2 * (size_t)n_ctx * hp->kv_dim, sizeof(float));
+    c->kv_owned = !p->kv_external;
+    c->kv = p->kv_external ? p->kv_external : calloc((size_t)hp->n_layer * 2 * (size_t)n_ctx * hp->kv_dim, sizeof(float));
     c->x = malloc(nbz * hp->dim * sizeof(float));
     c->xb = malloc(nbz * c->xb_dim * sizeof(float));
     c->q = malloc(nbz * hp->q_dim * sizeof(float));
@@ -562,7 +569,8 @@ void shoal_llama_ctx_delete(shoal_llama_ctx_t *c)
     free(c->q);
     free(c->xb);
     free(c->x);
-    free(c->kv);
+    if (c->kv_owned)
+        free(c->kv);
     free(c);
 }
 

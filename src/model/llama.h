@@ -104,9 +104,16 @@ typedef struct shoal_llama_ctx_params {
     int act_planes;
     /* Use only the portable quant.h dot products, never the fused AVX-512 kernels (tests). */
     bool portable_kernels;
+    /* Caller-owned KV cache of shoal_llama_kv_bytes(m, n_ctx) bytes (a guest's linear memory:
+     * the cache then lives in the guest's own state), or NULL for one of the context's own.
+     * Requires an explicit n_ctx. Its contents need no initialisation (rows past n_past are dead). */
+    float *kv_external;
 } shoal_llama_ctx_params_t;
 
 void shoal_llama_ctx_params_init(shoal_llama_ctx_params_t *p);
+/* Bytes of the KV cache of a context of n_ctx positions: (n_layer, 2, n_ctx, kv_dim) float32, the
+ * same layout on every device. */
+size_t shoal_llama_kv_bytes(const shoal_llama_model_t *m, int n_ctx);
 /* A context for `m`; `pool` is borrowed (NULL runs serially). p may be NULL for defaults. */
 shoal_status_t shoal_llama_ctx_new(const shoal_llama_model_t *m, const shoal_llama_ctx_params_t *p,
                                    shoal_threadpool_t *pool, shoal_llama_ctx_t **out);

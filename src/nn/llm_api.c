@@ -45,6 +45,9 @@ typedef struct llm_session {
     const shoal_nn_model_t *m;
     shoal_engine_t *eng; /* the session's KV cache, on the CPU or the GPU */
     shoal_sampler_t *sampler;
+    /* llm_open_kv: the cache lives in the guest's linear memory at [kv_off, kv_off + kv_len) (so
+     * snapshots carry it as memory); kv_len 0: the engine owns it */
+    uint32_t kv_off, kv_len;
 } llm_session;
 
 typedef struct llm_state {
@@ -88,7 +91,14 @@ static shoal_status_t state_save(void *p, uint8_t **buf, size_t *len)
         nn_w_u32(&w, i);
         nn_snap_model_save(&w, s->m);
         nn_w_u32(&w, (uint32_t)shoal_engine_n_ctx(s->eng));
-        nn_snap_kv_save(&w, s->eng, s->m->sha256);
+        nn_w_u32(&w, s->kv_len ? 1u : 0u);
+        if (s->kv_len) { /* the rows are in linear memory, which the snapshot holds already */
+            nn_w_u32(&w, s->kv_off);
+            nn_w_u32(&w, s->kv_len);
+            nn_w_u32(&w, (uint32_t)shoal_engine_n_past(s->eng));
+        } else {
+            nn_snap_kv_save(&w, s->eng, s->m->sha256);
+        }
         nn_snap_sampler_save(&w, s->sampler);
     }
     return w.ok ? SHOAL_OK : shoal_fail(SHOAL_E_NOMEM, "llm snapshot: out of memory");
@@ -107,8 +117,10 @@ static shoal_status_t state_load(shoal_instance_t *inst, const uint8_t *buf, siz
         uint32_t h = nn_r_u32(&r);
         const shoal_nn_model_t *m = nn_snap_model_load(&r, inst->rt, "llm snapshot", &rc);
         if (!m) break;
-        uint32_t n_ctx = nn_r_u32(&r);
-        if (!r.ok || h >= MAX_SESSIONS || st->s[h] || n_ctx < 1 || n_ctx > (1u << 20)) {
+        uint32_t n_ctx = nn_r_u32(&r), flags = nn_r_u32(&r), kv_off = 0, kv_len = 0, n_past = 0;
+        if (flags & 1) kv_off = nn_r_u32(&r), kv_len = nn_r_u32(&r), n_past = nn_r_u32(&r);
+        if (!r.ok || h >= MAX_SESSIONS || st->s[h] || n_ctx < 1 || n_ctx > (1u << 20) || flags > 1 ||
+            n_past > n_ctx) {
             rc = shoal_fail(SHOAL_E_FORMAT, "llm snapshot: bad session record");
             break;
         }
@@ -123,13 +135,26 @@ static shoal_status_t state_load(shoal_instance_t *inst, const uint8_t *buf, siz
         shoal_engine_params_init(&p);
         p.n_ctx = (int)n_ctx;
         p.pool = shoal_nn_pool(inst->rt);
+        if (flags & 1) {
+            /* The cache is in the restored linear memory: check the range against it again. */
+            size_t mem_size = 0;
+            uint8_t *base = shoal_instance_memory(inst, &mem_size);
+            if (!base || (kv_off & 15) || kv_len < shoal_llama_kv_bytes(m->llama, (int)n_ctx) ||
+                (uint64_t)kv_off + kv_len > mem_size) {
+                rc = shoal_fail(SHOAL_E_FORMAT, "llm snapshot: session %u's KV cache [offset %u, %u bytes) does not fit "
+                                "the restored memory (%zu bytes) or its model", h, kv_off, kv_len, mem_size);
+                break;
+            }
+            p.kv_external = (float *)(void *)(base + kv_off);
+            s->kv_off = kv_off, s->kv_len = kv_len;
+        }
         shoal_sampler_params_t sp;
         shoal_sampler_params_init(&sp);
         /* The restoring runtime decides the device: a session saved on the GPU continues on the
          * CPU of a CPU runtime and the reverse (the cache rows are the same layout). */
         rc = shoal_nn_engine_new(inst->rt, m, SHOAL_DEVICE_AUTO, false, &p, "llm snapshot", &s->eng);
         if (!rc) rc = shoal_sampler_new(&sp, m->llama->hp.vocab, &s->sampler);
-        if (!rc) rc = nn_snap_kv_load(&r, s->eng, m->sha256);
+        if (!rc) rc = flags & 1 ? shoal_engine_set_n_past(s->eng, (int)n_past) : nn_snap_kv_load(&r, s->eng, m->sha256);
         if (!rc) rc = nn_snap_sampler_load(&r, s->sampler);
     }
     if (rc == SHOAL_OK && (!r.ok || r.p != r.end)) rc = shoal_fail(SHOAL_E_FORMAT, "llm snapshot: section length mismatch");
@@ -202,6 +227,54 @@ static llm_session *session(const call *c, uint32_t h)
 
 static void put32(void *p, uint32_t v) { memcpy(p, &v, 4); }
 
+/* Whether guest bytes [off, off + len) overlap the session's KV cache in guest memory: the
+ * forward pass writes cache rows while it reads ids and writes logits, so those must lie apart. */
+static bool hits_kv(const llm_session *s, uint32_t off, uint64_t len)
+{
+    return s->kv_len && (uint64_t)off < (uint64_t)s->kv_off + s->kv_len && (uint64_t)s->kv_off < (uint64_t)off + len;
+}
+
+/* The model named by guest bytes, or NULL with SHOAL_E_NOT_FOUND recorded. */
+static const shoal_nn_model_t *find_model(const call *c, const char *name, uint32_t len)
+{
+    const shoal_nn_model_t *m = shoal_nn_model_find(c->inst->rt, name, len);
+    if (!m)
+        shoal_fail(SHOAL_E_NOT_FOUND, "%s: no model named \"%.*s\" (preload it with --nn-preload)", c->fn,
+                   (int)(len > 64 ? 64 : len), name);
+    return m;
+}
+
+/* A session in the first free slot; kv_len > 0: its cache is the guest's bytes at kv_off. */
+static int32_t open_session(call *c, const shoal_nn_model_t *m, int32_t n_ctx, uint32_t kv_off, uint32_t kv_len,
+                            uint8_t *handle_out)
+{
+    int slot = -1;
+    for (int i = 0; i < MAX_SESSIONS && slot < 0; i++)
+        if (!c->st->s[i]) slot = i;
+    if (slot < 0) return shoal_fail(SHOAL_E_LIMIT, "%s: all %d sessions are open", c->fn, MAX_SESSIONS);
+    llm_session *s = calloc(1, sizeof *s);
+    if (!s) return shoal_fail(SHOAL_E_NOMEM, "%s: out of memory", c->fn);
+    s->m = m;
+    s->kv_off = kv_off, s->kv_len = kv_len;
+    shoal_engine_params_t p;
+    shoal_engine_params_init(&p);
+    p.n_ctx = n_ctx ? n_ctx : shoal_nn_default_ctx(m);
+    p.pool = shoal_nn_pool(c->inst->rt);
+    if (kv_len) p.kv_external = (float *)(void *)(c->mem.base + kv_off);
+    shoal_sampler_params_t sp;
+    shoal_sampler_params_init(&sp);
+    sp.temperature = 0; /* greedy until the guest configures sampling */
+    shoal_status_t st = shoal_nn_engine_new(c->inst->rt, m, SHOAL_DEVICE_AUTO, false, &p, c->fn, &s->eng);
+    if (st == SHOAL_OK) st = shoal_sampler_new(&sp, m->llama->hp.vocab, &s->sampler);
+    if (st != SHOAL_OK) {
+        session_delete(s);
+        return shoal_fail_wrap(st, "%s", c->fn);
+    }
+    c->st->s[slot] = s;
+    put32(handle_out, (uint32_t)slot);
+    return SHOAL_OK;
+}
+
 /* llm_open(name, name_len, n_ctx, *handle): a session (KV cache of n_ctx positions; 0: the
  * model's default) over a preloaded model. */
 HOST(h_open)
@@ -212,35 +285,59 @@ HOST(h_open)
     RANGE(name, "model name", ARG(0), ARG(1), 1);
     RANGE(out, "handle out-pointer", ARG(3), 4, 4);
     int32_t n_ctx = args[2].of.i32;
-    const shoal_nn_model_t *m = shoal_nn_model_find(c.inst->rt, name, ARG(1));
-    if (!m)
-        return ret(results, shoal_fail(SHOAL_E_NOT_FOUND, "%s: no model named \"%.*s\" (preload it with --nn-preload)",
-                                       c.fn, (int)(ARG(1) > 64 ? 64 : ARG(1)), name));
+    const shoal_nn_model_t *m = find_model(&c, name, ARG(1));
+    if (!m) return ret(results, SHOAL_E_NOT_FOUND);
     if (n_ctx < 0 || n_ctx > (1 << 20))
         return ret(results, shoal_fail(SHOAL_E_INVALID, "%s: n_ctx %d outside [0, 2^20]", c.fn, n_ctx));
-    int slot = -1;
-    for (int i = 0; i < MAX_SESSIONS && slot < 0; i++)
-        if (!c.st->s[i]) slot = i;
-    if (slot < 0) return ret(results, shoal_fail(SHOAL_E_LIMIT, "%s: all %d sessions are open", c.fn, MAX_SESSIONS));
-    llm_session *s = calloc(1, sizeof *s);
-    if (!s) return ret(results, shoal_fail(SHOAL_E_NOMEM, "%s: out of memory", c.fn));
-    s->m = m;
-    shoal_engine_params_t p;
-    shoal_engine_params_init(&p);
-    p.n_ctx = n_ctx ? n_ctx : shoal_nn_default_ctx(m);
-    p.pool = shoal_nn_pool(c.inst->rt);
-    shoal_sampler_params_t sp;
-    shoal_sampler_params_init(&sp);
-    sp.temperature = 0; /* greedy until the guest configures sampling */
-    shoal_status_t st = shoal_nn_engine_new(c.inst->rt, m, SHOAL_DEVICE_AUTO, false, &p, c.fn, &s->eng);
-    if (st == SHOAL_OK) st = shoal_sampler_new(&sp, m->llama->hp.vocab, &s->sampler);
-    if (st != SHOAL_OK) {
-        session_delete(s);
-        return ret(results, shoal_fail_wrap(st, "%s", c.fn));
-    }
-    c.st->s[slot] = s;
-    put32(out, (uint32_t)slot);
+    return ret(results, open_session(&c, m, n_ctx, 0, 0, out));
+}
+
+/* llm_kv_bytes(name, name_len, n_ctx, *u64): the bytes a KV cache of n_ctx positions of that
+ * model takes (the buffer llm_open_kv wants). */
+HOST(h_kv_bytes)
+{
+    BEGIN("shoal.llm_kv_bytes");
+    const char *name;
+    uint8_t *out;
+    RANGE(name, "model name", ARG(0), ARG(1), 1);
+    RANGE(out, "size out-pointer", ARG(3), 8, 8);
+    int32_t n_ctx = args[2].of.i32;
+    const shoal_nn_model_t *m = find_model(&c, name, ARG(1));
+    if (!m) return ret(results, SHOAL_E_NOT_FOUND);
+    if (n_ctx < 1 || n_ctx > (1 << 20))
+        return ret(results, shoal_fail(SHOAL_E_INVALID, "%s: n_ctx %d outside [1, 2^20]", c.fn, n_ctx));
+    uint64_t b = shoal_llama_kv_bytes(m->llama, n_ctx);
+    memcpy(out, &b, 8);
     return ret(results, SHOAL_OK);
+}
+
+/* llm_open_kv(name, name_len, n_ctx, kv, kv_len, *handle): as llm_open, with the session's KV
+ * cache in the guest's own memory at kv (16-byte aligned, at least llm_kv_bytes): zero copies
+ * between the cache and the guest (on a GPU runtime the kernels read and write it in place over
+ * the bus), and the cache is part of the guest's state: memory snapshots carry it. The guest may
+ * read it (row layout: docs/guest-interfaces.md); what it writes there is what the model
+ * attends to. */
+HOST(h_open_kv)
+{
+    BEGIN("shoal.llm_open_kv");
+    const char *name;
+    uint8_t *out, *kv;
+    RANGE(name, "model name", ARG(0), ARG(1), 1);
+    RANGE(out, "handle out-pointer", ARG(5), 4, 4);
+    RANGE(kv, "KV cache", ARG(3), ARG(4), 16);
+    (void)kv;
+    int32_t n_ctx = args[2].of.i32;
+    const shoal_nn_model_t *m = find_model(&c, name, ARG(1));
+    if (!m) return ret(results, SHOAL_E_NOT_FOUND);
+    if (n_ctx < 1 || n_ctx > (1 << 20))
+        return ret(results, shoal_fail(SHOAL_E_INVALID, "%s: n_ctx %d outside [1, 2^20]", c.fn, n_ctx));
+    uint64_t need = shoal_llama_kv_bytes(m->llama, n_ctx);
+    if (ARG(4) < need)
+        return ret(results, shoal_fail(SHOAL_E_LIMIT, "%s: a cache of %d positions needs %llu bytes, the buffer has %u",
+                                       c.fn, n_ctx, (unsigned long long)need, ARG(4)));
+    if ((uint8_t *)out < kv + ARG(4) && kv < (uint8_t *)out + 4)
+        return shoal_trap("%s: the handle out-pointer lies inside the KV cache buffer", c.fn);
+    return ret(results, open_session(&c, m, n_ctx, ARG(3), ARG(4), out));
 }
 
 HOST(h_close)
@@ -340,6 +437,8 @@ HOST(h_eval)
     RANGE(ids, "token ids", ARG(1), (uint64_t)n * 4, 4);
     uint64_t vocab = (uint64_t)s->m->llama->hp.vocab;
     if (mode) RANGE(logits, "logits", ARG(3), (mode == 2 ? n : 1) * vocab * 4, 4);
+    if (hits_kv(s, ARG(1), (uint64_t)n * 4) || (mode && hits_kv(s, ARG(3), (mode == 2 ? n : 1) * vocab * 4)))
+        return shoal_trap("%s: the token ids or logits overlap the session's KV cache", c.fn);
     /* The forward pass reads the ids while it writes logits: they must not overlap. */
     if (logits && (const uint8_t *)ids < (const uint8_t *)logits + (mode == 2 ? n : 1) * vocab * 4 &&
         (const uint8_t *)logits < (const uint8_t *)(ids + n))
@@ -365,6 +464,8 @@ HOST(h_eval_greedy)
     if (n == 0 || n > (1u << 20)) return ret(results, shoal_fail(SHOAL_E_INVALID, "%s: %u tokens", c.fn, n));
     RANGE(ids, "token ids", ARG(1), (uint64_t)n * 4, 4);
     RANGE(out, "token out-pointer", ARG(3), 4, 4);
+    if (hits_kv(s, ARG(1), (uint64_t)n * 4) || hits_kv(s, ARG(3), 4))
+        return shoal_trap("%s: the token ids or the out-pointer overlap the session's KV cache", c.fn);
     int32_t tok;
     shoal_status_t st = shoal_engine_eval_greedy(s->eng, ids, (int)n, shoal_engine_n_past(s->eng), &tok);
     if (st != SHOAL_OK) return ret(results, shoal_fail_wrap(st, "%s", c.fn));
@@ -487,6 +588,8 @@ shoal_status_t shoal_host_llm_define(shoal_runtime_t *rt)
         wasmtime_func_callback_t cb;
     } fns[] = {
         {"llm_open", "iiii>i", h_open},
+        {"llm_open_kv", "iiiiii>i", h_open_kv},
+        {"llm_kv_bytes", "iiii>i", h_kv_bytes},
         {"llm_close", "i>i", h_close},
         {"llm_info", "ii>i", h_info},
         {"llm_tokenize", "iiiiiii>i", h_tokenize},

@@ -17,10 +17,7 @@ shoal_status_t nn_snap_magic_load(nn_reader *r, uint32_t magic, const char *what
         if (v >= '0' && v <= '9')
             return shoal_fail(SHOAL_E_FORMAT, "%s: section version %c, but this build reads version %u%s", what, v,
                               NN_SNAP_VERSION,
-                              v < '0' + NN_SNAP_VERSION
-                                  ? " (version 1 identified models by name only and kept raw KV rows; take the "
-                                    "snapshot again with this build)"
-                                  : "");
+                              v < '0' + NN_SNAP_VERSION ? " (take the snapshot again with this build)" : "");
     }
     return shoal_fail(SHOAL_E_FORMAT, "%s: bad section magic", what);
 }

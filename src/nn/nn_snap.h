@@ -12,9 +12,10 @@
 #include "nn/nn_config.h"
 #include "nn/nn_model.h"
 
-/* Version of the "nn" and "llm" section layouts (the last byte of their magic, '2'). Version 1
- * named models without hashing them and stored raw KV rows; it is refused, not converted. */
-#define NN_SNAP_VERSION 2u
+/* Version of the "nn" and "llm" section layouts (the last byte of their magic, '3'). Version 1
+ * named models without hashing them and stored raw KV rows; version 2 had no guest-memory KV
+ * caches and another "unset" for n-gpu-layers. Older versions are refused, not converted. */
+#define NN_SNAP_VERSION 3u
 #define NN_SNAP_MAGIC(a, b, c) ((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 | (uint32_t)('0' + NN_SNAP_VERSION) << 24)
 /* Reads the magic and checks it: SHOAL_E_FORMAT naming the version found when it is another. */
 shoal_status_t nn_snap_magic_load(nn_reader *r, uint32_t magic, const char *what);

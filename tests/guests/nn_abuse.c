@@ -63,6 +63,25 @@ int main(int argc, char **argv)
     nn_graph_t g = 0, g2 = 0;
     nn_ctx_t c = 0;
 
+    /* "kv-trap MODE": llm_open_kv with a misaligned buffer (0), one past memory (1), or eval ids
+     * inside the session's cache (2): each traps with a precise message. */
+    if (argc > 2 && !strcmp(argv[1], "kv-trap")) {
+        int32_t h;
+        uint64_t need = 0;
+        shoal_llm_kv_bytes("default", 7, 64, &need);
+        uint8_t *kv = aligned_alloc(16, (size_t)need + 16);
+        int mode = atoi(argv[2]);
+        if (mode == 0) shoal_llm_open_kv("default", 7, 64, kv + 4, (uint32_t)need, &h);
+        uint32_t end = (uint32_t)__builtin_wasm_memory_size(0) * 65536u; /* the buffer above grew it */
+        if (mode == 1) shoal_llm_open_kv("default", 7, 64, (void *)(uintptr_t)(end - 1024), (uint32_t)need, &h);
+        if (mode == 2) {
+            if (shoal_llm_open_kv("default", 7, 64, kv, (uint32_t)need, &h)) return 3;
+            int32_t next;
+            shoal_llm_eval_greedy(h, (const int32_t *)(void *)kv, 1, &next);
+        }
+        return 4; /* not reached: the calls trap */
+    }
+
     if (argc > 1 && !strcmp(argv[1], "llm-trap")) {
         int32_t h;
         if (shoal_llm_open("default", 7, 64, &h)) return 3;
@@ -337,6 +356,27 @@ int main(int argc, char **argv)
     EXPECT(shoal_llm_close(h), SHOAL_ST_OK);
     EXPECT(shoal_llm_close(h), SHOAL_ST_INVALID);
     free(logits);
+
+    /* ---- llm_open_kv: the KV cache in guest memory (last: its buffer grows the memory, and the
+     * checks above use the memory size taken at the start) ---- */
+    {
+        uint64_t need = 0;
+        int32_t h = -1;
+        EXPECT(shoal_llm_kv_bytes("default", 7, 64, &need), SHOAL_ST_OK);
+        EXPECT(need > 0 && need < (64u << 20), 1);
+        EXPECT(shoal_llm_kv_bytes("default", 7, 0, &need), SHOAL_ST_INVALID);
+        EXPECT(shoal_llm_kv_bytes("nope", 4, 64, &need), SHOAL_ST_NOT_FOUND);
+        shoal_llm_kv_bytes("default", 7, 64, &need);
+        uint8_t *kv = aligned_alloc(16, (size_t)need + 64);
+        EXPECT(shoal_llm_open_kv("default", 7, 64, kv, (uint32_t)need - 4, &h), SHOAL_ST_LIMIT); /* short */
+        EXPECT(shoal_llm_open_kv("default", 7, 0, kv, (uint32_t)need, &h), SHOAL_ST_INVALID);
+        EXPECT(shoal_llm_open_kv("default", 7, 64, kv, (uint32_t)need, &h), SHOAL_ST_OK);
+        int32_t id = 1, next = -1;
+        EXPECT(shoal_llm_eval_greedy(h, &id, 1, &next), SHOAL_ST_OK);
+        EXPECT(next >= 0, 1);
+        EXPECT(shoal_llm_close(h), SHOAL_ST_OK);
+        free(kv);
+    }
 
     printf("nn_abuse: %d checks, %d misses\n", checks, misses);
     return misses ? 1 : 0;
