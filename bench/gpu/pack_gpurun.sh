@@ -18,7 +18,8 @@ L=.deps/llama.cpp/build-cuda/bin
 if [ -x "$L/llama-bench" ]; then
     mkdir -p "$S/llama"
     strip -o "$S/llama/llama-bench" "$L/llama-bench"
-    for so in "$L"/lib*.so*; do strip -o "$S/llama/$(basename "$so")" "$so" 2> /dev/null || cp "$so" "$S/llama/"; done
+    cp -P "$L"/lib*.so* "$S/llama/" # the SONAME links stay links inside the tarball
+    for so in "$S"/llama/lib*.so*; do [ -L "$so" ] || strip "$so" 2> /dev/null || true; done
 fi
 tar -C "$S" -cf - . | xz -T2 -6 > .gpurun/bundle.tar.xz
 du -h .gpurun/bundle.tar.xz

@@ -36,7 +36,11 @@ step() { # step NAME LOG SECONDS CMD...: runs CMD with a timeout when the budget
 for d in .devdeps/*.deb; do dpkg -x "$d" /tmp/sr; done
 # The bundle from bench/gpu/pack_gpurun.sh: binaries, guests, lib/libwasmtime.so, llama/.
 if [ -f "$R/bundle.tar.xz" ]; then
-    mkdir -p /tmp/b && tar -xJf "$R/bundle.tar.xz" -C /tmp/b && R=/tmp/b
+    mkdir -p /tmp/b
+    tar -xJf "$R/bundle.tar.xz" -C /tmp/b 2> /dev/null ||
+        python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2], filter="tar")' \
+            "$R/bundle.tar.xz" /tmp/b
+    R=/tmp/b
 else
     R=$PWD/$R
 fi

@@ -30,7 +30,7 @@ LCP_SHA256=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
 LLAMA_COMMIT=0c1e57098bba43ac29e6e3b677cdceebdd22334f
 TARGETS=(llama ggml llama-bench llama-tokenize llama-completion llama-simple)
 
-MODE=cpu OFFLINE=0 PACK=0
+MODE=cpu OFFLINE=0 PACK=0 DUMP_LDFLAGS=
 JOBS=${JOBS:-2}
 NICE=${NICE:-10}
 while [ $# -gt 0 ]; do
@@ -108,7 +108,11 @@ if [ "$MODE" = cuda ]; then
   command -v nvcc >/dev/null || { [ -x /usr/local/cuda/bin/nvcc ] && export PATH="/usr/local/cuda/bin:$PATH"; } \
     || die "--cuda needs nvcc (on PATH or in /usr/local/cuda/bin)"
   # Built here, run on the GPU machine: no -march=native (its CPU may lack this one's ISA).
-  CMAKE_ARGS+=(-DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_NATIVE=OFF)
+  # A machine without a GPU has no libcuda.so.1 (the driver) for the executables' link to resolve
+  # libggml-cuda against; it is there at run time on the GPU machine.
+  CMAKE_ARGS+=(-DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_NATIVE=OFF
+               "-DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined")
+  DUMP_LDFLAGS=-Wl,--allow-shlib-undefined
 fi
 if [ ! -f "$BUILD/CMakeCache.txt" ]; then
   say "configuring ($MODE) in $BUILD"
@@ -126,7 +130,7 @@ DUMP_SRC="$ROOT/scripts/reference/llama_dump.c"
 if [ ! -x "$BIN/llama-dump" ] || [ "$DUMP_SRC" -nt "$BIN/llama-dump" ] || [ "$BIN/libllama.so" -nt "$BIN/llama-dump" ]; then
   say "compiling llama-dump"
   $CC -std=c11 -O2 -Wall -Wextra -Werror -o "$BIN/llama-dump" "$DUMP_SRC" \
-      -I"$SRC/include" -I"$SRC/ggml/include" -L"$BIN" -lllama -lggml -lggml-base -Wl,-rpath,"$BIN" \
+      -I"$SRC/include" -I"$SRC/ggml/include" -L"$BIN" -lllama -lggml -lggml-base -Wl,-rpath,"$BIN" $DUMP_LDFLAGS \
     || die "compiling $DUMP_SRC failed"
 fi
 
