@@ -115,6 +115,10 @@ int main(int argc, char **argv)
     shoal_cuda_llama_params_t p;
     shoal_cuda_llama_params_init(&p);
     p.n_ctx = n_ctx;
+    /* the first rows: the separate kernels with plain launches (the reference path); the fused,
+     * PDL rows after them are the defaults */
+    p.fused = false;
+    p.pdl = false;
     shoal_cuda_llama_ctx_t *c;
     double t0 = now_s();
     if (shoal_cuda_llama_ctx_new(m, &p, &c)) {
@@ -190,6 +194,15 @@ int main(int argc, char **argv)
             tg_fused_graph = 0;
         shoal_cuda_llama_ctx_delete(c);
     }
+    p.pdl = true;
+    double tg_fused_graph_pdl = 0;
+    if (shoal_cuda_llama_ctx_new(m, &p, &c) == SHOAL_OK) {
+        tg_fused_graph_pdl = decode_tps(c, depth, gen, reps);
+        if (!shoal_cuda_llama_uses_graph(c))
+            tg_fused_graph_pdl = 0;
+        shoal_cuda_llama_ctx_delete(c);
+    }
+    p.pdl = false;
     p.use_graph = false;
     p.fused = false;
 
@@ -211,22 +224,24 @@ int main(int argc, char **argv)
     printf("device %s, copy bandwidth %.0f GB/s (read+write)\n", prop.name, bw / 1e9);
     printf("model %s: %d layers, dim %d, weights on device %.1f MB (upload %.2f s)\n", argv[1], m->hp.n_layer,
            m->hp.dim, wbytes / 1e6, upload_s);
-    printf("shoal-cuda tg%d depth %d: %.1f tok/s = %.0f GB/s of weights = %.2f of copy bandwidth\n", gen, depth, tg,
+    printf("shoal-cuda tg%d depth %d, separate kernels: %.1f tok/s = %.0f GB/s of weights = %.2f of copy bandwidth\n", gen, depth, tg,
            achieved / 1e9, bw > 0 ? achieved / bw : 0);
-    printf("shoal-cuda tg%d depth %d, CUDA graph: %.1f tok/s = %.2f of copy bandwidth\n", gen, depth, tg_graph,
+    printf("shoal-cuda tg%d depth %d, separate kernels + CUDA graph: %.1f tok/s = %.2f of copy bandwidth\n", gen, depth, tg_graph,
            bw > 0 ? tg_graph * step_bytes / bw : 0);
     printf("shoal-cuda tg%d depth %d, fused kernels: %.1f tok/s = %.2f of copy bandwidth\n", gen, depth, tg_fused,
            bw > 0 ? tg_fused * step_bytes / bw : 0);
     printf("shoal-cuda tg%d depth %d, fused kernels + CUDA graph: %.1f tok/s = %.2f of copy bandwidth\n", gen, depth,
            tg_fused_graph, bw > 0 ? tg_fused_graph * step_bytes / bw : 0);
-    printf("shoal-cuda tg%d depth %d, KV in mapped host memory: %.1f tok/s (%.2fx device-KV)\n", gen, depth, tg_mapped,
+    printf("shoal-cuda tg%d depth %d, fused kernels + CUDA graph + PDL (the default): %.1f tok/s = %.2f of copy bandwidth\n", gen,
+           depth, tg_fused_graph_pdl, bw > 0 ? tg_fused_graph_pdl * step_bytes / bw : 0);
+    printf("shoal-cuda tg%d depth %d, separate kernels, KV in mapped host memory: %.1f tok/s (%.2fx device-KV)\n", gen, depth, tg_mapped,
            tg > 0 ? tg_mapped / tg : 0);
     printf("shoal-cuda pp%d batched (SGEMM, chunks of 256): %.1f tok/s; token by token: %.1f tok/s\n", prompt, pp,
            pp_tok);
     printf("{\"device\":\"%s\",\"copy_gbps\":%.1f,\"weights_mb\":%.1f,\"tg\":%d,\"depth\":%d,\"tg_tps\":%.2f,"
-           "\"tg_weight_gbps\":%.1f,\"roofline_frac\":%.3f,\"tg_mapped_kv_tps\":%.2f,\"tg_graph_tps\":%.2f,\"pp\":%d,\"pp_tps\":%.2f,\"pp_tokenwise_tps\":%.2f,\"tg_fused_tps\":%.2f,\"tg_fused_graph_tps\":%.2f}\n",
+           "\"tg_weight_gbps\":%.1f,\"roofline_frac\":%.3f,\"tg_mapped_kv_tps\":%.2f,\"tg_graph_tps\":%.2f,\"pp\":%d,\"pp_tps\":%.2f,\"pp_tokenwise_tps\":%.2f,\"tg_fused_tps\":%.2f,\"tg_fused_graph_tps\":%.2f,\"tg_fused_graph_pdl_tps\":%.2f}\n",
            prop.name, bw / 1e9, wbytes / 1e6, gen, depth, tg, achieved / 1e9, bw > 0 ? achieved / bw : 0, tg_mapped,
-           tg_graph, prompt, pp, pp_tok, tg_fused, tg_fused_graph);
+           tg_graph, prompt, pp, pp_tok, tg_fused, tg_fused_graph, tg_fused_graph_pdl);
     shoal_llama_model_delete(m);
     shoal_gguf_close(g);
     return 0;

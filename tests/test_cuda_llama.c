@@ -251,6 +251,9 @@ static void test_fused_decode(void **state)
     pa.n_ctx = pb.n_ctx = 128;
     pa.n_batch = pb.n_batch = 1;
     pa.fused = true;
+    pa.pdl = true; /* kernels overlap their predecessors' tails: a missing wait would show here */
+    pb.fused = false; /* the reference: separate kernels, plain launches */
+    pb.pdl = false;
     shoal_cuda_llama_ctx_t *ca, *cb;
     assert_int_equal(shoal_cuda_llama_ctx_new(F.m, &pa, &ca), SHOAL_OK);
     assert_int_equal(shoal_cuda_llama_ctx_new(F.m, &pb, &cb), SHOAL_OK);
@@ -264,12 +267,14 @@ static void test_fused_decode(void **state)
         worst = fmaxf(worst, max_diff(a, b, (size_t)V));
         assert_int_equal(argmax(a, V), argmax(b, V));
     }
-    print_message("fused vs separate decode kernels, %d steps: max |logit diff| %.3g (tolerance %.3g)\n", NS, worst,
+    print_message("fused + PDL vs separate decode kernels, %d steps: max |logit diff| %.3g (tolerance %.3g)\n", NS, worst,
                   2e-3 * scale);
     assert_true(worst <= 2e-3f * scale);
     shoal_cuda_llama_ctx_delete(ca);
-    /* greedy on the device, fused and graph-replayed, against the separate kernels */
+    /* greedy on the device, fused, graph-replayed and launched with PDL, against the separate
+     * kernels: any missing wait for a predecessor would show as a different id */
     pa.use_graph = true;
+    pa.pdl = true;
     assert_int_equal(shoal_cuda_llama_ctx_new(F.m, &pa, &ca), SHOAL_OK);
     shoal_cuda_llama_reset(cb);
     int32_t ta, tb;
@@ -283,7 +288,7 @@ static void test_fused_decode(void **state)
         if (ta != tb && first_diff < 0)
             first_diff = i + 1;
     }
-    print_message("fused + graph greedy: 32 steps, graph %s, first difference at %d\n",
+    print_message("fused + graph + PDL greedy: 32 steps, graph %s, first difference at %d\n",
                   shoal_cuda_llama_uses_graph(ca) ? "used" : "NOT used", first_diff);
     assert_int_equal(first_diff, -1);
     assert_true(shoal_cuda_llama_uses_graph(ca));

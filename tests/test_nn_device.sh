@@ -28,6 +28,7 @@ G='"n-predict": 8, "temp": 0'
 place AUTO cpu 3 "{$G}"
 grep -q 'compute=0 ' "$T/out" && [ ! -s "$T/err" ] && pass "CPU context: quiet, computes" || fail "cpu: $(cat "$T/out" "$T/err")"
 cpu_text=$(text)
+cpu_n=$(sed -n 's/.*output_tokens=\([0-9]*\) .*/\1/p' "$T/out")
 place AUTO cpu 3 "{$G, \"n-gpu-layers\": 0}"
 [ "$(text)" = "$cpu_text" ] && [ ! -s "$T/err" ] && pass "n-gpu-layers 0: the CPU, same text" || fail "ngl 0: $(cat "$T/out" "$T/err")"
 place AUTO cpu 3 "{$G, \"n-gpu-layers\": 2, \"enable-log\": true}"
@@ -92,7 +93,10 @@ if [ $GPU = 1 ]; then
     place AUTO cuda 3 "{$G, \"enable-log\": true}"
     grep -q 'compute=0 ' "$T/out" && grep -q 'positions on the GPU' "$T/err" && pass "--device cuda: the context runs on the GPU" \
         || fail "cuda: $(cat "$T/out" "$T/err")"
-    [ "$(text)" = "$cpu_text" ] && pass "GPU greedy text == CPU greedy text: [$cpu_text]" || fail "GPU text [$(text)] vs CPU [$cpu_text]"
+    gpu_n=$(sed -n 's/.*output_tokens=\([0-9]*\) .*/\1/p' "$T/out")
+    [ "$(text)" = "$cpu_text" ] && [ "$gpu_n" = "$cpu_n" ] && [ "${gpu_n:-0}" -gt 0 ] \
+        && pass "GPU greedy answer == CPU greedy answer: $gpu_n tokens, [$cpu_text]" \
+        || fail "GPU [$(text)] ($gpu_n tokens) vs CPU [$cpu_text] ($cpu_n tokens)"
     place AUTO cuda 3 "{$G, \"n-gpu-layers\": 0, \"enable-log\": true}"
     grep -q 'positions on the CPU' "$T/err" && [ "$(text)" = "$cpu_text" ] && pass "--device cuda with n-gpu-layers 0: the CPU" \
         || fail "cuda ngl0: $(cat "$T/out" "$T/err")"

@@ -2,7 +2,8 @@
 # pack_gpurun.sh — on the CPU machine: packs what bench/gpu/run_session_device.sh needs into one
 # xz tarball, .gpurun/bundle.tar.xz (the GPU machine takes at most 64 MiB of work tree a call and
 # has no network): the CUDA build's binaries and guests, Wasmtime's library and, when
-# scripts/reference/build_llamacpp.sh --cuda has been run, llama-bench with its libraries.
+# scripts/reference/build_llamacpp.sh --cuda has been run, llama-bench with its libraries (NO_LLAMA=1
+# leaves them out: a small bundle for kernel iterations).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 B=${BUILD:-build}
@@ -15,7 +16,7 @@ done
 cp "$B"/guests/*.wasm "$S/guests/"
 cp .deps/wasmtime/lib/libwasmtime.so "$S/lib/"
 L=.deps/llama.cpp/build-cuda/bin
-if [ -x "$L/llama-bench" ]; then
+if [ -x "$L/llama-bench" ] && [ -z "${NO_LLAMA:-}" ]; then
     mkdir -p "$S/llama"
     strip -o "$S/llama/llama-bench" "$L/llama-bench"
     cp -P "$L"/lib*.so* "$S/llama/" # the SONAME links stay links inside the tarball

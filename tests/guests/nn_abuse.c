@@ -116,10 +116,15 @@ int main(int argc, char **argv)
         const char *q = "The capital of France is";
         if (ri == NN_SUCCESS) rs = nn_set_input_bytes(c, 0, q, (uint32_t)strlen(q));
         if (rs == NN_SUCCESS) rc = nn_compute(c);
+        static char meta[512];
+        uint32_t mw = 0;
         w = 0;
-        if (rc == NN_SUCCESS) nn_get_output(c, 0, buf, sizeof buf - 1, &w);
+        if (rc == NN_SUCCESS) nn_get_output(c, 0, buf, sizeof buf - 1, &w), nn_get_output(c, 1, (uint8_t *)meta, sizeof meta - 1, &mw);
         buf[w] = 0;
-        printf("load=%d init=%d set_input=%d compute=%d text=[%s]\n", (int)rl, (int)ri, (int)rs, (int)rc, (char *)buf);
+        meta[mw] = 0;
+        const char *ot = strstr(meta, "\"output_tokens\":");
+        printf("load=%d init=%d set_input=%d compute=%d output_tokens=%d text=[%s]\n", (int)rl, (int)ri, (int)rs, (int)rc,
+               ot ? atoi(ot + 16) : -1, (char *)buf);
         return 0;
     }
 

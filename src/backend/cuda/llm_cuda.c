@@ -270,12 +270,17 @@ struct shoal_cuda_llama_ctx {
     int32_t *h_io;  /* pinned host mirror of d_io */
     bool use_graph, graph_tried, graph_ready;
     bool fused; /* decode through the fused kernels (norm + QKV, norm + gate/up + SwiGLU) */
+    bool pdl;   /* programmatic dependent launch for this context's kernels */
     cudaGraphExec_t graph; /* the greedy decode step (capture_decode_graph) */
 };
 
 void shoal_cuda_llama_params_init(shoal_cuda_llama_params_t *p)
 {
     memset(p, 0, sizeof *p);
+    /* validated against the separate kernels and plain launches by tests/test_cuda_llama.c on an
+     * H200 (bench/RESULTS-cuda-llm.md) */
+    p->fused = true;
+    p->pdl = true;
 }
 
 size_t shoal_cuda_llama_kv_bytes(const shoal_llama_model_t *m, int n_ctx)
@@ -439,6 +444,7 @@ shoal_status_t shoal_cuda_llama_ctx_new(const shoal_llama_model_t *m, const shoa
         goto fail;
     }
     c->fused = p->fused;
+    c->pdl = p->pdl;
     if (c->fused) {
         int wide = hp->dim > hp->q_dim ? hp->dim : hp->q_dim;
         if (hp->ffn_dim > wide)
@@ -605,12 +611,16 @@ static cudaError_t emit_logits(shoal_cuda_llama_ctx_t *c, const float *x, int t,
     float *dst = c->logits;
     if (in_place && !greedy)
         dst = logits_out + (mode == SHOAL_LLAMA_LOGITS_ALL ? (size_t)t * hp->vocab : 0);
-    if (c->fused) {
-        const shoal_cu_mat_t *w[1] = {&c->w->output};
-        float *y[1] = {dst};
-        e = shoal_cu_matvec_fused(w, y, 1, x, c->w->output_norm, hp->rms_eps, 0, s);
-    } else if (!(e = shoal_cu_rmsnorm(x, c->w->output_norm, c->xb, hp->dim, hp->rms_eps, s))) {
-        e = shoal_cu_matvec(&c->w->output, c->xb, dst, 0, s);
+    /* The head has vocab rows: one norm launch beats every block of the fused kernel
+     * recomputing it. */
+    if (!(e = shoal_cu_rmsnorm(x, c->w->output_norm, c->xb, hp->dim, hp->rms_eps, s))) {
+        if (c->fused) {
+            const shoal_cu_mat_t *w[1] = {&c->w->output};
+            float *y[1] = {dst};
+            e = shoal_cu_matvec_fused(w, y, 1, c->xb, NULL, 0.0f, 0, s);
+        } else {
+            e = shoal_cu_matvec(&c->w->output, c->xb, dst, 0, s);
+        }
     }
     if (e)
         return e;
@@ -707,6 +717,7 @@ static shoal_status_t forward(shoal_cuda_llama_ctx_t *c, const int32_t *tokens, 
     cudaError_t e = cudaSetDevice(c->device);
     if (e)
         return cuda_fail(e, "cudaSetDevice");
+    shoal_cu_set_pdl(c->pdl);
     /* h_io is reused by the next eval only after this one synchronised. */
     for (int i = 0; i < n; i++) {
         c->h_io[i] = tokens[i];

@@ -30,11 +30,13 @@ typedef struct shoal_cuda_llama_params {
     int device;       /* CUDA device ordinal (default 0) */
     float *kv_mapped; /* NULL: device-resident cache; else registered host memory of
                        * shoal_cuda_llama_kv_bytes(model, n_ctx) bytes, 16-byte aligned */
-    bool use_graph;   /* replay the greedy single-token step as a CUDA graph (captured on first use);
-                       * NOT yet validated on a GPU: off by default until it is */
+    bool use_graph;   /* replay the greedy single-token step as a CUDA graph (captured on first use;
+                       * off by default here, on for wasi-nn / token-API sessions) */
     bool fused;       /* decode through the fused kernels (RMS norm + Q/K/V in one launch, norm + gate/up +
-                       * SwiGLU in one, input vectors staged in shared memory): 6 launches a layer
-                       * instead of 12. Off by default until validated on a GPU */
+                       * SwiGLU in one, several weight loads in flight per lane): 6 launches a layer
+                       * instead of 12. Default on; off: the separate kernels (the reference) */
+    bool pdl;         /* launch the kernels with programmatic dependent launch (sm_90): each may start
+                       * while its predecessor finishes. Default on */
     int n_batch;      /* tokens per batched-prefill chunk (dequantise + SGEMM); 0: 256; 1: every token
                        * through the decode kernels (the reference path) */
 } shoal_cuda_llama_params_t;

@@ -26,6 +26,19 @@ __device__ __forceinline__ float warp_sum(float v)
     return v;
 }
 
+/* Programmatic dependent launch (Hopper): a kernel launched with the PDL attribute may start
+ * while its predecessor is still running. Every kernel here therefore waits for its predecessor's
+ * results (griddepcontrol.wait; a no-op when launched without the attribute) before reading
+ * anything a predecessor wrote or writing anything one may still read, and then lets its own
+ * successor launch, which can meanwhile stream the weights it does not need to wait for. */
+__device__ __forceinline__ void pdl_wait_then_release()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
 __device__ __forceinline__ float h2f(const __half *p, size_t i) { return __half2float(p[i]); }
 
 __device__ __forceinline__ void bf16x2(uint32_t w, float &a, float &b)
@@ -39,6 +52,7 @@ __global__ void __launch_bounds__(MV_THREADS) matvec_kernel(const void *__restri
                                                             const __half *__restrict__ mm, const float *__restrict__ x,
                                                             float *__restrict__ y, int n_in, int n_out, int accumulate)
 {
+    pdl_wait_then_release();
     const int row = blockIdx.x * MV_ROWS + threadIdx.x / 32, lane = threadIdx.x & 31;
     if (row >= n_out)
         return;
@@ -133,6 +147,7 @@ __device__ float dequant(const shoal_cu_mat_t &e, size_t row, int j)
 /* blockIdx.y selects the token of a batch (0 for one token). */
 __global__ void embed_kernel(shoal_cu_mat_t e, const int32_t *__restrict__ token, float *__restrict__ x)
 {
+    pdl_wait_then_release();
     token += blockIdx.y;
     x += (size_t)blockIdx.y * e.n_in;
     int j = blockIdx.x * blockDim.x + threadIdx.x;
@@ -143,6 +158,7 @@ __global__ void embed_kernel(shoal_cu_mat_t e, const int32_t *__restrict__ token
 /* out (n_out, n_in) float32 = the whole matrix, dequantised (batched prefill feeds it to SGEMM). */
 __global__ void dequant_kernel(shoal_cu_mat_t e, float *__restrict__ out)
 {
+    pdl_wait_then_release();
     const size_t total = (size_t)e.n_out * e.n_in;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x)
         out[i] = dequant(e, i / e.n_in, (int)(i % e.n_in));
@@ -164,6 +180,7 @@ __device__ float block_sum(float v, float *sh)
 __global__ void rmsnorm_kernel(const float *__restrict__ x, const float *__restrict__ w, float *__restrict__ out, int n,
                                float eps)
 {
+    pdl_wait_then_release();
     __shared__ float sh[32];
     x += (size_t)blockIdx.x * n;
     out += (size_t)blockIdx.x * n;
@@ -183,6 +200,7 @@ __global__ void rope_store_kernel(float *__restrict__ q, const float *__restrict
                                   float *__restrict__ kc, float *__restrict__ vc, const float *__restrict__ inv_freq,
                                   const int32_t *__restrict__ posp, int n_head, int n_kv, int hd, int rope_dim)
 {
+    pdl_wait_then_release();
     const int kv_dim = n_kv * hd;
     // blockIdx.y: the token of a batch; its q, k, v rows and position
     q += (size_t)blockIdx.y * n_head * hd;
@@ -228,6 +246,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_kernel(const float *__r
                                                                const int32_t *__restrict__ posp, float *__restrict__ out,
                                                                int n_head, int n_kv, int hd)
 {
+    pdl_wait_then_release();
     extern __shared__ float smem[];
     __shared__ float red[32];
     // blockIdx.y: the query token of a batch, attending to cache rows [0, its position]
@@ -288,12 +307,18 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_kernel(const float *__r
     }
 }
 
-/* ---- fused decode kernels: fewer launches per layer (norm + QKV, norm + gate/up + SwiGLU) ----
+/* ---- fused decode kernels: fewer launches per layer, more weight bytes in flight ----
  *
- * Each block stages the input vector in shared memory (RMS-normalised there when NORM), then each
- * warp computes one row's dot product with 16-byte weight loads, unrolled so several loads are in
- * flight per lane. Up to three matrices of one type and width share a launch: the warp's row
- * index runs through their rows in order. */
+ * One warp per output row, as matvec_kernel, but each lane first issues the loads of UNROLL of its
+ * 16-byte weight units (lane l takes units l, l + 32, ...) and only then consumes them: decode is
+ * bound by how many weight bytes are in flight per SM, and one outstanding load per lane left the
+ * small matrices of a layer at a third of the copy bandwidth. Units are consumed in the same order
+ * and with the same arithmetic as matvec_kernel, so without a norm the sums are bit-identical to
+ * it. Up to three matrices of one type and width share a launch (their rows run on in order);
+ * gate and up rows are computed by the same warp (x read once for both) and leave silu(g) * u;
+ * with NORM the block first computes x's RMS scale and each lane normalises what it loads. */
+
+constexpr int MW = 4, UNROLL = 4; // warps per block, units in flight per lane and row
 
 struct mv3 {
     const void *qs[3];
@@ -302,152 +327,237 @@ struct mv3 {
     int rows[3];
 };
 
-template <int TYPE>
-__device__ __forceinline__ float row_dot(const void *qs, const __half *dd, const __half *mm, size_t row,
-                                         const float *x, int n_in, int lane)
+template <int TYPE> struct unit_elems { static constexpr int n = TYPE == T_Q8_0 ? 16 : (TYPE == T_Q4_0 || TYPE == T_Q4_1) ? 32 : 8; };
+
+/* The activations of unit u (E floats), normalised by r * nw when NORM. */
+template <int TYPE, bool NORM>
+__device__ __forceinline__ void load_unit(const float *__restrict__ x, const float *__restrict__ nw, float r, int u,
+                                          float *xv)
 {
-    float acc = 0.0f;
-    if (TYPE == T_F16 || TYPE == T_BF16) {
-        const uint4 *w = (const uint4 *)((const uint16_t *)qs + row * n_in);
-#pragma unroll 4
-        for (int j = lane; j < n_in / 8; j += 32) {
-            uint4 q = __ldg(w + j);
-            const float4 x0 = *(const float4 *)(x + j * 8), x1 = *(const float4 *)(x + j * 8 + 4);
-            float f[8];
-            if (TYPE == T_F16) {
-                const __half2 *h = (const __half2 *)&q;
+    constexpr int E = unit_elems<TYPE>::n;
+    const float4 *xp = (const float4 *)(x + (size_t)u * E);
 #pragma unroll
-                for (int k = 0; k < 4; k++) {
-                    float2 t = __half22float2(h[k]);
-                    f[2 * k] = t.x;
-                    f[2 * k + 1] = t.y;
-                }
-            } else {
-                bf16x2(q.x, f[0], f[1]);
-                bf16x2(q.y, f[2], f[3]);
-                bf16x2(q.z, f[4], f[5]);
-                bf16x2(q.w, f[6], f[7]);
-            }
-            acc += f[0] * x0.x + f[1] * x0.y + f[2] * x0.z + f[3] * x0.w + f[4] * x1.x + f[5] * x1.y + f[6] * x1.z +
-                   f[7] * x1.w;
+    for (int k = 0; k < E / 4; k++) {
+        float4 v = __ldg(xp + k);
+        if (NORM) {
+            const float4 w = __ldg((const float4 *)(nw + (size_t)u * E) + k);
+            v.x = v.x * r * w.x, v.y = v.y * r * w.y, v.z = v.z * r * w.z, v.w = v.w * r * w.w;
         }
-    } else if (TYPE == T_Q8_0) {
-        const int8_t *w = (const int8_t *)qs + row * n_in;
-        const __half *d = dd + row * (n_in / 32);
-#pragma unroll 4
-        for (int j = lane * 16; j < n_in; j += 32 * 16) {
-            int4 q = __ldg((const int4 *)(w + j));
-            const int8_t *b = (const int8_t *)&q;
-            float s = 0.0f;
-#pragma unroll
-            for (int k = 0; k < 4; k++) {
-                const float4 xx = *(const float4 *)(x + j + 4 * k);
-                s += (float)b[4 * k] * xx.x + (float)b[4 * k + 1] * xx.y + (float)b[4 * k + 2] * xx.z +
-                     (float)b[4 * k + 3] * xx.w;
-            }
-            acc += s * __half2float(d[j / 32]);
-        }
-    } else {
-        const int nb = n_in / 32;
-        const uint4 *w = (const uint4 *)((const uint8_t *)qs + row * (n_in / 2));
-        const __half *d = dd + row * nb;
-        const __half *m = TYPE == T_Q4_1 ? mm + row * nb : nullptr;
-#pragma unroll 2
-        for (int b = lane; b < nb; b += 32) {
-            uint4 q = __ldg(w + b);
-            const uint8_t *p = (const uint8_t *)&q;
-            const float *xb = x + b * 32;
-            float s = 0.0f, sx = 0.0f;
-#pragma unroll
-            for (int k = 0; k < 4; k++) {
-                const float4 lo = *(const float4 *)(xb + 4 * k), hi = *(const float4 *)(xb + 16 + 4 * k);
-                float l0 = p[4 * k] & 15, l1 = p[4 * k + 1] & 15, l2 = p[4 * k + 2] & 15, l3 = p[4 * k + 3] & 15;
-                float h0 = p[4 * k] >> 4, h1 = p[4 * k + 1] >> 4, h2 = p[4 * k + 2] >> 4, h3 = p[4 * k + 3] >> 4;
-                s += l0 * lo.x + l1 * lo.y + l2 * lo.z + l3 * lo.w + h0 * hi.x + h1 * hi.y + h2 * hi.z + h3 * hi.w;
-                sx += lo.x + lo.y + lo.z + lo.w + hi.x + hi.y + hi.z + hi.w;
-            }
-            if (TYPE == T_Q4_0)
-                acc += __half2float(d[b]) * (s - 8.0f * sx);
-            else
-                acc += __half2float(d[b]) * s + __half2float(m[b]) * sx;
-        }
+        xv[4 * k] = v.x, xv[4 * k + 1] = v.y, xv[4 * k + 2] = v.z, xv[4 * k + 3] = v.w;
     }
-    return warp_sum(acc);
 }
 
-/* MODE 0: y = W.x; 1: y += W.x (the residual); 2: y[0] = silu(W0.x) * (W1.x), rows paired. */
-template <int TYPE, bool NORM, int MODE>
-__global__ void __launch_bounds__(MV_THREADS) mv_fused_kernel(mv3 p, const float *__restrict__ x,
-                                                             const float *__restrict__ nw, float eps, int n_in,
-                                                             int total_rows)
+/* One unit's contribution from its 16 payload bytes q (and the block's scale / minimum), with
+ * matvec_kernel's association. */
+template <int TYPE>
+__device__ __forceinline__ float unit_dot(uint4 q, float d, float m, const float *xv)
 {
-    extern __shared__ float xs[];
-    __shared__ float red[32];
-    float ss = 0.0f;
-    for (int i = threadIdx.x * 4; i < n_in; i += blockDim.x * 4) {
-        const float4 v = *(const float4 *)(x + i);
-        *(float4 *)(xs + i) = v;
-        ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    if (TYPE == T_F16 || TYPE == T_BF16) {
+        float f[8];
+        if (TYPE == T_F16) {
+            const __half2 *h = (const __half2 *)&q;
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                float2 t = __half22float2(h[k]);
+                f[2 * k] = t.x;
+                f[2 * k + 1] = t.y;
+            }
+        } else {
+            bf16x2(q.x, f[0], f[1]);
+            bf16x2(q.y, f[2], f[3]);
+            bf16x2(q.z, f[4], f[5]);
+            bf16x2(q.w, f[6], f[7]);
+        }
+        return f[0] * xv[0] + f[1] * xv[1] + f[2] * xv[2] + f[3] * xv[3] + f[4] * xv[4] + f[5] * xv[5] + f[6] * xv[6] +
+               f[7] * xv[7];
+    } else if (TYPE == T_Q8_0) {
+        const int8_t *b = (const int8_t *)&q;
+        float s = 0.0f;
+#pragma unroll
+        for (int k = 0; k < 4; k++)
+            s += (float)b[4 * k] * xv[4 * k] + (float)b[4 * k + 1] * xv[4 * k + 1] + (float)b[4 * k + 2] * xv[4 * k + 2] +
+                 (float)b[4 * k + 3] * xv[4 * k + 3];
+        return s * d;
+    } else {
+        const uint8_t *p = (const uint8_t *)&q;
+        float s = 0.0f, sx = 0.0f;
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            float l0 = p[4 * k] & 15, l1 = p[4 * k + 1] & 15, l2 = p[4 * k + 2] & 15, l3 = p[4 * k + 3] & 15;
+            float h0 = p[4 * k] >> 4, h1 = p[4 * k + 1] >> 4, h2 = p[4 * k + 2] >> 4, h3 = p[4 * k + 3] >> 4;
+            s += l0 * xv[4 * k] + l1 * xv[4 * k + 1] + l2 * xv[4 * k + 2] + l3 * xv[4 * k + 3] + h0 * xv[16 + 4 * k] +
+                 h1 * xv[16 + 4 * k + 1] + h2 * xv[16 + 4 * k + 2] + h3 * xv[16 + 4 * k + 3];
+            sx += xv[4 * k] + xv[4 * k + 1] + xv[4 * k + 2] + xv[4 * k + 3] + xv[16 + 4 * k] + xv[16 + 4 * k + 1] +
+                  xv[16 + 4 * k + 2] + xv[16 + 4 * k + 3];
+        }
+        return TYPE == T_Q4_0 ? d * (s - 8.0f * sx) : d * s + m * sx;
     }
-    if (NORM) {
-        const float r = 1.0f / sqrtf(block_sum(ss, red) / (float)n_in + eps); // block_sum syncs the staging
-        for (int i = threadIdx.x; i < n_in; i += blockDim.x)
-            xs[i] = xs[i] * r * nw[i];
+}
+
+/* Unit u of row `row`: its payload and scale(s). */
+template <int TYPE>
+__device__ __forceinline__ void unit_load(const void *__restrict__ qs, const __half *__restrict__ dd,
+                                          const __half *__restrict__ mm, size_t row, int n_in, int u, uint4 &q,
+                                          float &d, float &m)
+{
+    constexpr int E = unit_elems<TYPE>::n;
+    // payload bytes per row: 2 per element (F16, BF16), 1 (Q8_0), 1/2 (Q4)
+    const size_t rb = TYPE == T_Q8_0 ? (size_t)n_in : (TYPE == T_Q4_0 || TYPE == T_Q4_1) ? (size_t)n_in / 2 : (size_t)n_in * 2;
+    q = __ldg((const uint4 *)((const uint8_t *)qs + row * rb) + u);
+    d = 0.0f, m = 0.0f;
+    if (TYPE == T_Q8_0 || TYPE == T_Q4_0 || TYPE == T_Q4_1)
+        d = __half2float(dd[row * (size_t)(n_in / 32) + (size_t)u * E / 32]);
+    if (TYPE == T_Q4_1)
+        m = __half2float(mm[row * (size_t)(n_in / 32) + u]);
+}
+
+/* UNROLL units of NROWS rows (the same units of each): payloads and scales, loaded together. */
+template <int NROWS> struct chunk {
+    uint4 q[NROWS][UNROLL];
+    float d[NROWS][UNROLL], m[NROWS][UNROLL];
+};
+
+template <int TYPE, int NROWS>
+__device__ __forceinline__ void chunk_load(chunk<NROWS> &c, const void *const *qs, const __half *const *dd,
+                                           const __half *const *mm, const size_t *row, int n_in, int u0, int U)
+{
+#pragma unroll
+    for (int j = 0; j < UNROLL; j++) {
+        const int u = u0 + 32 * j;
+        if (u < U) {
+#pragma unroll
+            for (int r = 0; r < NROWS; r++)
+                unit_load<TYPE>(qs[r], dd[r], mm[r], row[r], n_in, u, c.q[r][j], c.d[r][j], c.m[r][j]);
+        }
     }
-    __syncthreads();
-    const int grow = blockIdx.x * MV_ROWS + threadIdx.x / 32, lane = threadIdx.x & 31;
-    if (grow >= total_rows)
-        return;
+}
+
+template <int TYPE, bool NORM, int NROWS>
+__device__ __forceinline__ void chunk_use(const chunk<NROWS> &c, const float *__restrict__ x,
+                                          const float *__restrict__ nw, float rs, int u0, int U, float *acc)
+{
+    constexpr int E = unit_elems<TYPE>::n;
+#pragma unroll
+    for (int j = 0; j < UNROLL; j++) {
+        const int u = u0 + 32 * j;
+        if (u < U) {
+            float xv[E];
+            load_unit<TYPE, NORM>(x, nw, rs, u, xv);
+#pragma unroll
+            for (int r = 0; r < NROWS; r++)
+                acc[r] += unit_dot<TYPE>(c.q[r][j], c.d[r][j], c.m[r][j], xv);
+        }
+    }
+}
+
+/* MODE 0: y = W.x; 1: y += W.x (the residual); 2: y[0] = silu(W0.x) * (W1.x) (gate and up).
+ * The first chunk of weights is loaded before waiting for the predecessor kernel (PDL): weights
+ * never depend on it, so their latency overlaps its tail. */
+template <int TYPE, bool NORM, int MODE>
+__global__ void __launch_bounds__(MW * 32) mv_fused_kernel(mv3 p, const float *__restrict__ x,
+                                                          const float *__restrict__ nw, float eps, int n_in,
+                                                          int total_rows)
+{
+    constexpr int NR = MODE == 2 ? 2 : 1, E = unit_elems<TYPE>::n;
+    const int U = n_in / E;
+    const int grow = blockIdx.x * MW + threadIdx.x / 32, lane = threadIdx.x & 31;
+    const bool live = grow < total_rows;
+    const void *qs[NR];
+    const __half *dd[NR], *mm[NR];
+    size_t row[NR];
+    float *y = p.y[0];
     if (MODE == 2) {
-        const float g = row_dot<TYPE>(p.qs[0], p.d[0], p.m[0], (size_t)grow, xs, n_in, lane);
-        const float u = row_dot<TYPE>(p.qs[1], p.d[1], p.m[1], (size_t)grow, xs, n_in, lane);
+#pragma unroll
+        for (int r = 0; r < NR; r++)
+            qs[r] = p.qs[r], dd[r] = p.d[r], mm[r] = p.m[r], row[r] = (size_t)grow;
+    } else {
+        // which matrix: uniform per warp, resolved with constant indices (no local copy of p)
+        int rr = grow;
+        qs[0] = p.qs[0], dd[0] = p.d[0], mm[0] = p.m[0];
+        if (rr >= p.rows[0]) {
+            rr -= p.rows[0];
+            qs[0] = p.qs[1], dd[0] = p.d[1], mm[0] = p.m[1], y = p.y[1];
+            if (rr >= p.rows[1]) {
+                rr -= p.rows[1];
+                qs[0] = p.qs[2], dd[0] = p.d[2], mm[0] = p.m[2], y = p.y[2];
+            }
+        }
+        row[0] = (size_t)rr;
+    }
+    chunk<NR> c;
+    if (live)
+        chunk_load<TYPE, NR>(c, qs, dd, mm, row, n_in, lane, U);
+    pdl_wait_then_release();
+    float rs = 1.0f;
+    if (NORM) {
+        __shared__ float red[32];
+        float ss = 0.0f;
+        for (int i = threadIdx.x * 4; i < n_in; i += blockDim.x * 4) {
+            const float4 v = __ldg((const float4 *)(x + i));
+            ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+        }
+        rs = 1.0f / sqrtf(block_sum(ss, red) / (float)n_in + eps);
+    }
+    if (!live)
+        return;
+    float acc[NR];
+#pragma unroll
+    for (int r = 0; r < NR; r++)
+        acc[r] = 0.0f;
+    for (int u0 = lane; u0 < U; u0 += 32 * UNROLL) {
+        if (u0 != lane)
+            chunk_load<TYPE, NR>(c, qs, dd, mm, row, n_in, u0, U);
+        chunk_use<TYPE, NORM, NR>(c, x, nw, rs, u0, U, acc);
+    }
+    if (MODE == 2) {
+        const float g = warp_sum(acc[0]), u = warp_sum(acc[NR - 1]);
         if (lane == 0)
             p.y[0][grow] = g / (1.0f + expf(-g)) * u;
         return;
     }
-    int mi = 0, row = grow;
-    while (mi < 2 && row >= p.rows[mi]) {
-        row -= p.rows[mi];
-        mi++;
-    }
-    const float acc = row_dot<TYPE>(p.qs[mi], p.d[mi], p.m[mi], (size_t)row, xs, n_in, lane);
+    const float a = warp_sum(acc[0]);
     if (lane == 0)
-        p.y[mi][row] = MODE == 1 ? p.y[mi][row] + acc : acc;
+        y[row[0]] = MODE == 1 ? y[row[0]] + a : a;
+}
+
+/* Launches a kernel on s, with programmatic dependent launch when enabled for this thread's
+ * launches (shoal_cu_set_pdl). */
+static thread_local bool g_pdl = false;
+
+template <typename... P, typename... A>
+cudaError_t launch(void (*k)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, A... args)
+{
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    cfg.attrs = at;
+    cfg.numAttrs = g_pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, k, args...);
 }
 
 template <bool NORM, int MODE>
 cudaError_t launch_fused(int type, const mv3 &p, const float *x, const float *nw, float eps, int n_in, int rows,
                          cudaStream_t s)
 {
-    const dim3 grid((unsigned)((rows + MV_ROWS - 1) / MV_ROWS));
-    const size_t sm = (size_t)n_in * sizeof(float);
+    const dim3 grid((unsigned)((rows + MW - 1) / MW)), block(MW * 32);
     switch (type) {
-    case T_F16: mv_fused_kernel<T_F16, NORM, MODE><<<grid, MV_THREADS, sm, s>>>(p, x, nw, eps, n_in, rows); break;
-    case T_BF16: mv_fused_kernel<T_BF16, NORM, MODE><<<grid, MV_THREADS, sm, s>>>(p, x, nw, eps, n_in, rows); break;
-    case T_Q8_0: mv_fused_kernel<T_Q8_0, NORM, MODE><<<grid, MV_THREADS, sm, s>>>(p, x, nw, eps, n_in, rows); break;
-    case T_Q4_0: mv_fused_kernel<T_Q4_0, NORM, MODE><<<grid, MV_THREADS, sm, s>>>(p, x, nw, eps, n_in, rows); break;
-    case T_Q4_1: mv_fused_kernel<T_Q4_1, NORM, MODE><<<grid, MV_THREADS, sm, s>>>(p, x, nw, eps, n_in, rows); break;
+    case T_F16: return launch(mv_fused_kernel<T_F16, NORM, MODE>, grid, block, 0, s, p, x, nw, eps, n_in, rows);
+    case T_BF16: return launch(mv_fused_kernel<T_BF16, NORM, MODE>, grid, block, 0, s, p, x, nw, eps, n_in, rows);
+    case T_Q8_0: return launch(mv_fused_kernel<T_Q8_0, NORM, MODE>, grid, block, 0, s, p, x, nw, eps, n_in, rows);
+    case T_Q4_0: return launch(mv_fused_kernel<T_Q4_0, NORM, MODE>, grid, block, 0, s, p, x, nw, eps, n_in, rows);
+    case T_Q4_1: return launch(mv_fused_kernel<T_Q4_1, NORM, MODE>, grid, block, 0, s, p, x, nw, eps, n_in, rows);
     default: return cudaErrorInvalidValue;
     }
-    return cudaGetLastError();
-}
-
-template <bool NORM, int MODE>
-cudaError_t allow_smem(int bytes)
-{
-    const void *k[5] = {(const void *)mv_fused_kernel<T_F16, NORM, MODE>, (const void *)mv_fused_kernel<T_BF16, NORM, MODE>,
-                        (const void *)mv_fused_kernel<T_Q8_0, NORM, MODE>, (const void *)mv_fused_kernel<T_Q4_0, NORM, MODE>,
-                        (const void *)mv_fused_kernel<T_Q4_1, NORM, MODE>};
-    for (int i = 0; i < 5; i++) {
-        cudaError_t e = cudaFuncSetAttribute(k[i], cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
-        if (e)
-            return e;
-    }
-    return cudaSuccess;
 }
 
 __global__ void swiglu_kernel(float *__restrict__ g, const float *__restrict__ u, int n)
 {
+    pdl_wait_then_release();
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) {
         float z = g[i];
@@ -457,6 +567,7 @@ __global__ void swiglu_kernel(float *__restrict__ g, const float *__restrict__ u
 
 __global__ void argmax_kernel(const float *__restrict__ x, int n, int32_t *__restrict__ out)
 {
+    pdl_wait_then_release();
     __shared__ float bv[32];
     __shared__ int bi[32];
     float best = -INFINITY;
@@ -502,11 +613,11 @@ cudaError_t shoal_cu_matvec(const shoal_cu_mat_t *w, const float *x, float *y, i
     dim3 grid((unsigned)((w->n_out + MV_ROWS - 1) / MV_ROWS));
     const __half *d = (const __half *)w->d, *m = (const __half *)w->m;
     switch (w->type) {
-    case T_F16: matvec_kernel<T_F16><<<grid, MV_THREADS, 0, s>>>(w->qs, d, m, x, y, w->n_in, w->n_out, accumulate); break;
-    case T_BF16: matvec_kernel<T_BF16><<<grid, MV_THREADS, 0, s>>>(w->qs, d, m, x, y, w->n_in, w->n_out, accumulate); break;
-    case T_Q8_0: matvec_kernel<T_Q8_0><<<grid, MV_THREADS, 0, s>>>(w->qs, d, m, x, y, w->n_in, w->n_out, accumulate); break;
-    case T_Q4_0: matvec_kernel<T_Q4_0><<<grid, MV_THREADS, 0, s>>>(w->qs, d, m, x, y, w->n_in, w->n_out, accumulate); break;
-    case T_Q4_1: matvec_kernel<T_Q4_1><<<grid, MV_THREADS, 0, s>>>(w->qs, d, m, x, y, w->n_in, w->n_out, accumulate); break;
+    case T_F16: return launch(matvec_kernel<T_F16>, grid, dim3(MV_THREADS), 0, s, w->qs, d, m, x, y, w->n_in, w->n_out, accumulate);
+    case T_BF16: return launch(matvec_kernel<T_BF16>, grid, dim3(MV_THREADS), 0, s, w->qs, d, m, x, y, w->n_in, w->n_out, accumulate);
+    case T_Q8_0: return launch(matvec_kernel<T_Q8_0>, grid, dim3(MV_THREADS), 0, s, w->qs, d, m, x, y, w->n_in, w->n_out, accumulate);
+    case T_Q4_0: return launch(matvec_kernel<T_Q4_0>, grid, dim3(MV_THREADS), 0, s, w->qs, d, m, x, y, w->n_in, w->n_out, accumulate);
+    case T_Q4_1: return launch(matvec_kernel<T_Q4_1>, grid, dim3(MV_THREADS), 0, s, w->qs, d, m, x, y, w->n_in, w->n_out, accumulate);
     default: return cudaErrorInvalidValue;
     }
     return cudaGetLastError();
@@ -519,8 +630,7 @@ cudaError_t shoal_cu_embed(const shoal_cu_mat_t *e, const int32_t *token, float 
 
 cudaError_t shoal_cu_embed_batch(const shoal_cu_mat_t *e, const int32_t *tokens, int n_tok, float *x, cudaStream_t s)
 {
-    embed_kernel<<<dim3((unsigned)(e->n_in + 255) / 256, (unsigned)n_tok), 256, 0, s>>>(*e, tokens, x);
-    return cudaGetLastError();
+    return launch(embed_kernel, dim3((unsigned)(e->n_in + 255) / 256, (unsigned)n_tok), dim3(256), 0, s, *e, tokens, x);
 }
 
 cudaError_t shoal_cu_dequant(const shoal_cu_mat_t *e, float *out, cudaStream_t s)
@@ -537,8 +647,7 @@ cudaError_t shoal_cu_rmsnorm(const float *x, const float *w, float *out, int n, 
 cudaError_t shoal_cu_rmsnorm_rows(const float *x, const float *w, float *out, int n, int rows, float eps,
                                   cudaStream_t s)
 {
-    rmsnorm_kernel<<<(unsigned)rows, 1024, 0, s>>>(x, w, out, n, eps);
-    return cudaGetLastError();
+    return launch(rmsnorm_kernel, dim3((unsigned)rows), dim3(1024), 0, s, x, w, out, n, eps);
 }
 
 cudaError_t shoal_cu_rope_store(float *q, const float *k, const float *v, float *kcache, float *vcache,
@@ -555,9 +664,8 @@ cudaError_t shoal_cu_rope_store_batch(float *q, const float *k, const float *v, 
     int work = (n_head + n_kv) * (rope_dim / 2);
     if (work < n_kv * head_dim)
         work = n_kv * head_dim;
-    rope_store_kernel<<<dim3((unsigned)(work + 127) / 128, (unsigned)n_tok), 128, 0, s>>>(
-        q, k, v, kcache, vcache, inv_freq, pos, n_head, n_kv, head_dim, rope_dim);
-    return cudaGetLastError();
+    return launch(rope_store_kernel, dim3((unsigned)(work + 127) / 128, (unsigned)n_tok), dim3(128), 0, s, q, k, v, kcache,
+                  vcache, inv_freq, pos, n_head, n_kv, head_dim, rope_dim);
 }
 
 cudaError_t shoal_cu_attention_prepare(int n_ctx)
@@ -579,9 +687,8 @@ cudaError_t shoal_cu_attention_batch(const float *q, const float *kcache, const 
                                      int n_tok, float *out, int n_head, int n_kv, int head_dim, int n_ctx,
                                      cudaStream_t s)
 {
-    attention_kernel<<<dim3((unsigned)n_head, (unsigned)n_tok), ATT_THREADS, attention_smem(head_dim, n_ctx), s>>>(
-        q, kcache, vcache, pos, out, n_head, n_kv, head_dim);
-    return cudaGetLastError();
+    return launch(attention_kernel, dim3((unsigned)n_head, (unsigned)n_tok), dim3(ATT_THREADS),
+                  attention_smem(head_dim, n_ctx), s, q, kcache, vcache, pos, out, n_head, n_kv, head_dim);
 }
 
 cudaError_t shoal_cu_matvec_fused(const shoal_cu_mat_t *const *w, float *const *y, int n_mats, const float *x,
@@ -622,28 +729,22 @@ cudaError_t shoal_cu_gateup_fused(const shoal_cu_mat_t *gate, const shoal_cu_mat
     return launch_fused<true, 2>((int)gate->type, p, x, norm_w, eps, gate->n_in, gate->n_out, s);
 }
 
+void shoal_cu_set_pdl(int on) { g_pdl = on != 0; }
+
 cudaError_t shoal_cu_fused_prepare(int max_n_in)
 {
-    const int bytes = max_n_in * (int)sizeof(float);
-    if (bytes <= 47 * 1024) // the default 48 KiB covers the static reduction buffer too
-        return cudaSuccess;
-    cudaError_t e;
-    if ((e = allow_smem<true, 0>(bytes)) || (e = allow_smem<false, 1>(bytes)) || (e = allow_smem<false, 0>(bytes)) ||
-        (e = allow_smem<true, 2>(bytes)))
-        return e;
+    (void)max_n_in; // the fused kernels keep no per-width shared memory
     return cudaSuccess;
 }
 
 cudaError_t shoal_cu_swiglu(float *g, const float *u, int n, cudaStream_t s)
 {
-    swiglu_kernel<<<(n + 255) / 256, 256, 0, s>>>(g, u, n);
-    return cudaGetLastError();
+    return launch(swiglu_kernel, dim3((unsigned)(n + 255) / 256), dim3(256), 0, s, g, u, n);
 }
 
 cudaError_t shoal_cu_argmax(const float *x, int n, int32_t *out, cudaStream_t s)
 {
-    argmax_kernel<<<1, 1024, 0, s>>>(x, n, out);
-    return cudaGetLastError();
+    return launch(argmax_kernel, dim3(1), dim3(1024), 0, s, x, n, out);
 }
 
 } // extern "C"

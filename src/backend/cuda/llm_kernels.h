@@ -53,17 +53,21 @@ cudaError_t shoal_cu_rope_store_batch(float *q, const float *k, const float *v, 
 cudaError_t shoal_cu_attention_batch(const float *q, const float *kcache, const float *vcache, const int32_t *pos,
                                      int n_tok, float *out, int n_head, int n_kv, int head_dim, int n_ctx,
                                      cudaStream_t s);
-/* Fused decode launches. matvec_fused: y[i] = W[i] . x for up to 3 matrices of one type and
- * width in one launch; with norm_w, x is RMS-normalised (eps) and scaled by norm_w first; with
- * accumulate (no norm), y[i] += W[i] . x. gateup_fused: h = silu(gate . n(x)) * (up . n(x)), n the
- * RMS norm with norm_w. The input vector is staged in shared memory (n_in floats: call
- * fused_prepare with the widest n_in once). cudaErrorInvalidValue when the matrices differ in
- * type or width (the caller then uses the separate kernels). */
+/* Fused decode launches (several rows per warp share each activation load). matvec_fused:
+ * y[i] = W[i] . x for up to 3 matrices of one type and width in one launch; with norm_w, x is
+ * RMS-normalised (eps) and scaled by norm_w first; with accumulate (no norm), y[i] += W[i] . x.
+ * gateup_fused: h = silu(gate . n(x)) * (up . n(x)), n the RMS norm with norm_w.
+ * cudaErrorInvalidValue when the matrices differ in type or width (the caller then uses the
+ * separate kernels). fused_prepare: kept for callers; nothing to set up. */
 cudaError_t shoal_cu_matvec_fused(const shoal_cu_mat_t *const *w, float *const *y, int n_mats, const float *x,
                                   const float *norm_w, float eps, int accumulate, cudaStream_t s);
 cudaError_t shoal_cu_gateup_fused(const shoal_cu_mat_t *gate, const shoal_cu_mat_t *up, const float *x,
                                   const float *norm_w, float eps, float *h, cudaStream_t s);
 cudaError_t shoal_cu_fused_prepare(int max_n_in);
+/* Whether this thread's following launches use programmatic dependent launch (Hopper): each
+ * kernel may start while its predecessor finishes, and the fused matrix-vector kernels load their
+ * first weights before waiting for it. Every kernel here waits for its inputs itself. */
+void shoal_cu_set_pdl(int on);
 /* out (n_out, n_in) float32: the whole matrix dequantised. */
 cudaError_t shoal_cu_dequant(const shoal_cu_mat_t *e, float *out, cudaStream_t s);
 /* g = silu(g) * u */

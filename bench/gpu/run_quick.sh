@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# run_quick.sh — on the GPU machine: the CUDA forward-pass test on small random models and the
+# decode/prefill benchmark on the SmolLM2 shape and the Llama 3.2 1B shape (F16, Q8_0), for
+# kernel iterations. Same bundle and environment as run_session_device.sh. Logs in $OUT.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+R=${R:-.gpurun}
+OUT=${OUT:-/tmp/shoal-gpu}
+mkdir -p "$OUT" /tmp/sr /tmp/m /tmp/b
+for d in .devdeps/*.deb; do dpkg -x "$d" /tmp/sr; done
+tar -xJf "$R/bundle.tar.xz" -C /tmp/b 2> /dev/null ||
+    python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2], filter="tar")' "$R/bundle.tar.xz" /tmp/b
+R=/tmp/b
+export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/tmp/sr/usr/lib/x86_64-linux-gnu:$R/lib:$R/llama
+export SHOAL_BUILD_DIR=$R SHOAL_SOURCE_DIR=$PWD SHOAL_DEPS=$PWD/.deps
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/env.txt"
+G=$R/make_llama_gguf
+SMALL="--layers 4 --dim 512 --ffn 1536 --heads 8 --kv-heads 2 --vocab 4096 --seed 5"
+for t in ${TYPES:-q4_1 f16}; do
+    $G $SMALL --type $t --out /tmp/m/small_$t.gguf > /dev/null
+    SHOAL_CUDA_LLAMA_MODEL=/tmp/m/small_$t.gguf timeout 60 $R/test_cuda_llama >> "$OUT/tests.log" 2>&1
+    echo "test_cuda_llama $t rc=$?" | tee -a "$OUT/tests.log"
+done
+grep -E "max \|diff\||first difference|FAILED" "$OUT/tests.log"
+$G --layers 30 --dim 576 --ffn 1536 --heads 9 --kv-heads 3 --vocab 49152 --ctx 8192 --type q4_1 --seed 7 \
+    --out /tmp/m/smol_q4_1.gguf > /dev/null
+$G --type f16 --sparse --out /tmp/m/l1b_f16.gguf > /dev/null
+$G --type q8_0 --sparse --out /tmp/m/l1b_q8_0.gguf > /dev/null
+for m in ${MODELS:-smol_q4_1 l1b_f16 l1b_q8_0}; do
+    echo "== $m" | tee -a "$OUT/bench.log"
+    timeout 60 $R/bench_cuda_llama /tmp/m/$m.gguf --gen 128 --prompt 512 --reps 3 >> "$OUT/bench.log" 2>&1
+    echo "rc=$?" >> "$OUT/bench.log"
+done
+grep -E "^==|tok/s|rc=[1-9]" "$OUT/bench.log"
