@@ -115,8 +115,8 @@ int main(int argc, char **argv)
     shoal_cuda_llama_params_t p;
     shoal_cuda_llama_params_init(&p);
     p.n_ctx = n_ctx;
-    /* the first rows: the separate kernels with plain launches (the reference path); the fused,
-     * PDL rows after them are the defaults */
+    /* the first rows: the separate kernels with plain launches (the default path); the fused and
+     * PDL rows after them are opt-in */
     p.fused = false;
     p.pdl = false;
     shoal_cuda_llama_ctx_t *c;
@@ -232,7 +232,7 @@ int main(int argc, char **argv)
            bw > 0 ? tg_fused * step_bytes / bw : 0);
     printf("shoal-cuda tg%d depth %d, fused kernels + CUDA graph: %.1f tok/s = %.2f of copy bandwidth\n", gen, depth,
            tg_fused_graph, bw > 0 ? tg_fused_graph * step_bytes / bw : 0);
-    printf("shoal-cuda tg%d depth %d, fused kernels + CUDA graph + PDL (the default): %.1f tok/s = %.2f of copy bandwidth\n", gen,
+    printf("shoal-cuda tg%d depth %d, fused kernels + CUDA graph + PDL: %.1f tok/s = %.2f of copy bandwidth\n", gen,
            depth, tg_fused_graph_pdl, bw > 0 ? tg_fused_graph_pdl * step_bytes / bw : 0);
     printf("shoal-cuda tg%d depth %d, separate kernels, KV in mapped host memory: %.1f tok/s (%.2fx device-KV)\n", gen, depth, tg_mapped,
            tg > 0 ? tg_mapped / tg : 0);

@@ -276,11 +276,9 @@ struct shoal_cuda_llama_ctx {
 
 void shoal_cuda_llama_params_init(shoal_cuda_llama_params_t *p)
 {
+    /* fused and pdl stay off until the whole GPU suite has run with them (so far only
+     * test_fused_decode has, on an H200: bench/RESULTS-cuda-llm.md) */
     memset(p, 0, sizeof *p);
-    /* validated against the separate kernels and plain launches by tests/test_cuda_llama.c on an
-     * H200 (bench/RESULTS-cuda-llm.md) */
-    p->fused = true;
-    p->pdl = true;
 }
 
 size_t shoal_cuda_llama_kv_bytes(const shoal_llama_model_t *m, int n_ctx)
