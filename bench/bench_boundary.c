@@ -20,36 +20,11 @@
 #include "model/gguf.h"
 #include "nn/nn_model.h"
 #include "shoal.h"
+#define BENCH_NAME "bench_boundary"
+#include "bench_util.h"
 
 #define PROMPT 16
 #define N_CTX 4160 /* as the guest opens its session */
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-#define CHECK(x)                                                                                                       \
-    do {                                                                                                               \
-        if ((x) != SHOAL_OK) {                                                                                         \
-            fprintf(stderr, "bench_boundary: %s: %s\n", #x, shoal_last_error());                                     \
-            exit(1);                                                                                                   \
-        }                                                                                                              \
-    } while (0)
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
 {
@@ -62,7 +37,7 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n)
 static double native_run(const shoal_llama_model_t *m, const shoal_engine_params_t *p, int n, uint64_t *ids_hash)
 {
     shoal_engine_t *e;
-    CHECK(shoal_engine_new(m, p, &e));
+    BENCH_CHECK(shoal_engine_new(m, p, &e));
     const int vocab = m->hp.vocab;
     int32_t ids[PROMPT];
     uint64_t rng = 0x2545F4914F6CDD1Dull;
@@ -71,18 +46,18 @@ static double native_run(const shoal_llama_model_t *m, const shoal_engine_params
         ids[i] = (int32_t)(100 + rng % (uint64_t)(vocab - 100));
     }
     float *logits = malloc(sizeof(float) * (size_t)vocab);
-    CHECK(shoal_engine_eval(e, ids, PROMPT, 0, logits, SHOAL_LLAMA_LOGITS_LAST));
+    BENCH_CHECK(shoal_engine_eval(e, ids, PROMPT, 0, logits, SHOAL_LLAMA_LOGITS_LAST));
     int32_t tok = 0;
     for (int i = 1; i < vocab; i++)
         if (logits[i] > logits[tok]) tok = i;
     free(logits);
     uint64_t h = 1469598103934665603ull;
-    double t = now_ms();
+    double t = bench_now_ms();
     for (int i = 0; i < n; i++) {
-        CHECK(shoal_engine_eval_greedy(e, &tok, 1, PROMPT + i, &tok));
+        BENCH_CHECK(shoal_engine_eval_greedy(e, &tok, 1, PROMPT + i, &tok));
         h = fnv(h, &tok, sizeof tok);
     }
-    t = now_ms() - t;
+    t = bench_now_ms() - t;
     shoal_engine_delete(e);
     *ids_hash = h;
     return t;
@@ -95,15 +70,15 @@ static double guest_run(shoal_runtime_t *rt, shoal_module_t *mod, int n, uint64_
     shoal_instance_t *a;
     char *r;
     size_t rn;
-    CHECK(shoal_actor_start(rt, mod, &ic, &a));
+    BENCH_CHECK(shoal_actor_start(rt, mod, &ic, &a));
     char msg[32];
     snprintf(msg, sizeof msg, "prefill %d", PROMPT);
-    CHECK(shoal_actor_send(a, msg, strlen(msg), &r, &rn));
+    BENCH_CHECK(shoal_actor_send(a, msg, strlen(msg), &r, &rn));
     free(r);
     snprintf(msg, sizeof msg, "gen %d", n);
-    double t = now_ms();
-    CHECK(shoal_actor_send(a, msg, strlen(msg), &r, &rn));
-    t = now_ms() - t;
+    double t = bench_now_ms();
+    BENCH_CHECK(shoal_actor_send(a, msg, strlen(msg), &r, &rn));
+    t = bench_now_ms() - t;
     const char *hx = strstr(r, "ids_fnv=");
     *ids_hash = hx ? strtoull(hx + 8, NULL, 16) : 0;
     free(r);
@@ -144,15 +119,15 @@ int main(int argc, char **argv)
     rc.threads = threads;
     shoal_runtime_t *rt;
     shoal_module_t *mod;
-    CHECK(shoal_runtime_new(&rc, &rt));
-    CHECK(shoal_runtime_preload_model(rt, "default", model));
-    CHECK(shoal_module_load(rt, guest, &mod));
+    BENCH_CHECK(shoal_runtime_new(&rc, &rt));
+    BENCH_CHECK(shoal_runtime_preload_model(rt, "default", model));
+    BENCH_CHECK(shoal_module_load(rt, guest, &mod));
     /* The native side maps the model again (same bytes) and, on the CPU, borrows the runtime's own
      * worker pool: a second pool's spinning workers would steal cores from whichever loop runs. */
     shoal_gguf_t *g;
     shoal_llama_model_t *m;
-    CHECK(shoal_gguf_open(model, &g));
-    CHECK(shoal_llama_model_new(g, &m));
+    BENCH_CHECK(shoal_gguf_open(model, &g));
+    BENCH_CHECK(shoal_llama_model_new(g, &m));
     shoal_engine_params_t p;
     shoal_engine_params_init(&p);
     p.device = device;
@@ -176,7 +151,7 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    double mg = median(tg, reps), mn = median(tn, reps);
+    double mg = bench_median(tg, reps), mn = bench_median(tn, reps);
     printf("%-22s %10s %12s\n", "loop", "ms", "tokens/s");
     printf("%-22s %10.2f %12.1f\n", "native C", mn, n / mn * 1e3);
     printf("%-22s %10.2f %12.1f\n", "Wasm guest", mg, n / mg * 1e3);

@@ -86,6 +86,23 @@ static double decode_tps(shoal_cuda_llama_ctx_t *c, int depth, int gen, int reps
     return m;
 }
 
+/* Decode tokens/s of a fresh context made from *base with the given kernels and launch modes;
+ * 0 if it cannot be made, or if a graph was asked for and not used. */
+static double variant_tps(const shoal_llama_model_t *m, const shoal_cuda_llama_params_t *base, bool fused, bool pdl,
+                          bool graph, int depth, int gen, int reps)
+{
+    shoal_cuda_llama_params_t p = *base;
+    p.fused = fused, p.pdl = pdl, p.use_graph = graph;
+    shoal_cuda_llama_ctx_t *c;
+    if (shoal_cuda_llama_ctx_new(m, &p, &c) != SHOAL_OK)
+        return 0;
+    double tps = decode_tps(c, depth, gen, reps);
+    if (graph && !shoal_cuda_llama_uses_graph(c))
+        tps = 0;
+    shoal_cuda_llama_ctx_delete(c);
+    return tps;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -169,42 +186,11 @@ int main(int argc, char **argv)
     }
     p.n_batch = 0;
 
-    /* the same decode replayed as a CUDA graph */
-    double tg_graph = 0;
-    p.use_graph = true;
-    if (shoal_cuda_llama_ctx_new(m, &p, &c) == SHOAL_OK) {
-        tg_graph = decode_tps(c, depth, gen, reps);
-        if (!shoal_cuda_llama_uses_graph(c))
-            tg_graph = 0;
-        shoal_cuda_llama_ctx_delete(c);
-    }
-    p.use_graph = false;
-
-    /* the fused decode kernels, plain launches and as a CUDA graph */
-    double tg_fused = 0, tg_fused_graph = 0;
-    p.fused = true;
-    if (shoal_cuda_llama_ctx_new(m, &p, &c) == SHOAL_OK) {
-        tg_fused = decode_tps(c, depth, gen, reps);
-        shoal_cuda_llama_ctx_delete(c);
-    }
-    p.use_graph = true;
-    if (shoal_cuda_llama_ctx_new(m, &p, &c) == SHOAL_OK) {
-        tg_fused_graph = decode_tps(c, depth, gen, reps);
-        if (!shoal_cuda_llama_uses_graph(c))
-            tg_fused_graph = 0;
-        shoal_cuda_llama_ctx_delete(c);
-    }
-    p.pdl = true;
-    double tg_fused_graph_pdl = 0;
-    if (shoal_cuda_llama_ctx_new(m, &p, &c) == SHOAL_OK) {
-        tg_fused_graph_pdl = decode_tps(c, depth, gen, reps);
-        if (!shoal_cuda_llama_uses_graph(c))
-            tg_fused_graph_pdl = 0;
-        shoal_cuda_llama_ctx_delete(c);
-    }
-    p.pdl = false;
-    p.use_graph = false;
-    p.fused = false;
+    /* the same decode: as a CUDA graph; the fused kernels, plain and as a graph; and with PDL */
+    const double tg_graph = variant_tps(m, &p, false, false, true, depth, gen, reps);
+    const double tg_fused = variant_tps(m, &p, true, false, false, depth, gen, reps);
+    const double tg_fused_graph = variant_tps(m, &p, true, false, true, depth, gen, reps);
+    const double tg_fused_graph_pdl = variant_tps(m, &p, true, true, true, depth, gen, reps);
 
     /* the same decode with the KV cache in mapped (registered) host memory */
     size_t kvb = (shoal_cuda_llama_kv_bytes(m, n_ctx) + 4095) / 4096 * 4096;

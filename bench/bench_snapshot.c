@@ -29,34 +29,9 @@
 
 #include <math.h>
 
+#define BENCH_NAME "bench_snapshot"
+#include "bench_util.h"
 #include "snapshot/kvcache.h"
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-#define CHECK(x)                                                                                                       \
-    do {                                                                                                               \
-        if ((x) != SHOAL_OK) {                                                                                         \
-            fprintf(stderr, "bench_snapshot: %s: %s\n", #x, shoal_last_error());                                     \
-            exit(1);                                                                                                   \
-        }                                                                                                              \
-    } while (0)
 
 static void bench_actor(const char *guest, const char *model, int threads, const int *lens, int nlens, int reps,
                         const char *dir, shoal_device_kind_t device)
@@ -67,9 +42,9 @@ static void bench_actor(const char *guest, const char *model, int threads, const
     rc.device = device;
     shoal_runtime_t *rt;
     shoal_module_t *mod;
-    CHECK(shoal_runtime_new(&rc, &rt));
-    CHECK(shoal_runtime_preload_model(rt, "default", model));
-    CHECK(shoal_module_load(rt, guest, &mod));
+    BENCH_CHECK(shoal_runtime_new(&rc, &rt));
+    BENCH_CHECK(shoal_runtime_preload_model(rt, "default", model));
+    BENCH_CHECK(shoal_module_load(rt, guest, &mod));
     shoal_instance_config_t ic;
     shoal_instance_config_init(&ic);
     char path[4200], msg[64];
@@ -86,29 +61,29 @@ static void bench_actor(const char *guest, const char *model, int threads, const
         snprintf(msg, sizeof msg, "prefill %d", L);
         for (int r = 0; r < pf_reps; r++) {
             shoal_instance_delete(a);
-            CHECK(shoal_actor_start(rt, mod, &ic, &a));
-            double t = now_ms();
-            CHECK(shoal_actor_send(a, msg, strlen(msg), &ra, &na));
-            pf[r] = now_ms() - t;
+            BENCH_CHECK(shoal_actor_start(rt, mod, &ic, &a));
+            double t = bench_now_ms();
+            BENCH_CHECK(shoal_actor_send(a, msg, strlen(msg), &ra, &na));
+            pf[r] = bench_now_ms() - t;
             free(ra);
         }
         for (int r = 0; r < reps; r++) {
-            double t = now_ms();
-            CHECK(shoal_instance_snapshot_save(a, mod, path));
-            sv[r] = now_ms() - t;
+            double t = bench_now_ms();
+            BENCH_CHECK(shoal_instance_snapshot_save(a, mod, path));
+            sv[r] = bench_now_ms() - t;
         }
         struct stat sb;
         stat(path, &sb);
         for (int r = 0; r < reps; r++) {
             shoal_instance_delete(b);
-            double t = now_ms();
-            CHECK(shoal_instance_snapshot_restore(rt, mod, &ic, path, &b));
-            rs[r] = now_ms() - t;
+            double t = bench_now_ms();
+            BENCH_CHECK(shoal_instance_snapshot_restore(rt, mod, &ic, path, &b));
+            rs[r] = bench_now_ms() - t;
         }
-        CHECK(shoal_actor_send(a, "next", 4, &ra, &na));
-        CHECK(shoal_actor_send(b, "next", 4, &rb, &nb));
+        BENCH_CHECK(shoal_actor_send(a, "next", 4, &ra, &na));
+        BENCH_CHECK(shoal_actor_send(b, "next", 4, &rb, &nb));
         bool same = na == nb && !memcmp(ra, rb, na);
-        double mpf = median(pf, pf_reps), msv = median(sv, reps), mrs = median(rs, reps);
+        double mpf = bench_median(pf, pf_reps), msv = bench_median(sv, reps), mrs = bench_median(rs, reps);
         printf("%-7d %12.2f %10.3f %10.3f %12.3f %10.0fx  %s (%s)\n", L, mpf, msv, (double)sb.st_size / 1e6, mrs,
                mpf / mrs, same ? "bit-identical" : "DIFFERENT", ra);
         fflush(stdout);
@@ -153,13 +128,13 @@ int main(int argc, char **argv)
     shoal_gguf_t *g;
     shoal_llama_model_t *m;
     shoal_threadpool_t *pool;
-    CHECK(shoal_gguf_open(model, &g));
-    CHECK(shoal_llama_model_new(g, &m));
-    CHECK(shoal_threadpool_new(threads, &pool));
-    double t0 = now_ms();
+    BENCH_CHECK(shoal_gguf_open(model, &g));
+    BENCH_CHECK(shoal_llama_model_new(g, &m));
+    BENCH_CHECK(shoal_threadpool_new(threads, &pool));
+    double t0 = bench_now_ms();
     uint8_t sha[32];
     shoal_model_sha256(g, sha);
-    double sha_ms = now_ms() - t0;
+    double sha_ms = bench_now_ms() - t0;
     const int vocab = m->hp.vocab;
     int max_len = 0;
     for (int i = 0; i < nlens; i++) max_len = lens[i] > max_len ? lens[i] : max_len;
@@ -183,13 +158,13 @@ int main(int argc, char **argv)
     char path[4200];
     snprintf(path, sizeof path, "%s/bench_snapshot_kv.safetensors", dir);
     shoal_engine_t *a, *b, *other = NULL;
-    CHECK(shoal_engine_new(m, &p, &a));
-    CHECK(shoal_engine_new(m, &p, &b));
+    BENCH_CHECK(shoal_engine_new(m, &p, &a));
+    BENCH_CHECK(shoal_engine_new(m, &p, &b));
     float *lo = NULL;
     if (cross) {
         shoal_engine_params_t po = p;
         po.device = device == SHOAL_DEVICE_CUDA ? SHOAL_DEVICE_CPU : SHOAL_DEVICE_CUDA;
-        CHECK(shoal_engine_new(m, &po, &other));
+        BENCH_CHECK(shoal_engine_new(m, &po, &other));
         lo = malloc(sizeof(float) * (size_t)vocab);
     }
     printf("%-7s %12s %10s %10s %12s %11s %9s  %s\n", "context", "prefill ms", "save ms", "size MB", "restore ms",
@@ -201,35 +176,35 @@ int main(int argc, char **argv)
         double pf[64], sv[64], rs[64];
         for (int r = 0; r < pf_reps; r++) {
             shoal_engine_reset(a);
-            double t = now_ms();
-            CHECK(shoal_engine_eval(a, toks, L, 0, la, SHOAL_LLAMA_LOGITS_LAST));
-            pf[r] = now_ms() - t;
+            double t = bench_now_ms();
+            BENCH_CHECK(shoal_engine_eval(a, toks, L, 0, la, SHOAL_LLAMA_LOGITS_LAST));
+            pf[r] = bench_now_ms() - t;
         }
         for (int r = 0; r < reps; r++) {
-            double t = now_ms();
-            CHECK(shoal_kv_save_safetensors(a, sha, path));
-            sv[r] = now_ms() - t;
+            double t = bench_now_ms();
+            BENCH_CHECK(shoal_kv_save_safetensors(a, sha, path));
+            sv[r] = bench_now_ms() - t;
         }
         struct stat sb;
         stat(path, &sb);
         for (int r = 0; r < reps; r++) {
             shoal_engine_reset(b);
-            double t = now_ms();
-            CHECK(shoal_kv_load_safetensors(b, sha, path));
-            rs[r] = now_ms() - t;
+            double t = bench_now_ms();
+            BENCH_CHECK(shoal_kv_load_safetensors(b, sha, path));
+            rs[r] = bench_now_ms() - t;
         }
-        CHECK(shoal_engine_eval(a, &toks[L], 1, L, la, SHOAL_LLAMA_LOGITS_LAST));
-        CHECK(shoal_engine_eval(b, &toks[L], 1, L, lb, SHOAL_LLAMA_LOGITS_LAST));
+        BENCH_CHECK(shoal_engine_eval(a, &toks[L], 1, L, la, SHOAL_LLAMA_LOGITS_LAST));
+        BENCH_CHECK(shoal_engine_eval(b, &toks[L], 1, L, lb, SHOAL_LLAMA_LOGITS_LAST));
         bool same = memcmp(la, lb, sizeof(float) * (size_t)vocab) == 0;
-        double mpf = median(pf, pf_reps), msv = median(sv, reps), mrs = median(rs, reps);
+        double mpf = bench_median(pf, pf_reps), msv = bench_median(sv, reps), mrs = bench_median(rs, reps);
         printf("%-7d %12.2f %10.3f %10.3f %12.3f %10.0fx %8.0fx  %s\n", L, mpf, msv, (double)sb.st_size / 1e6, mrs,
                mpf / mrs, mpf / msv, same ? "bit-identical" : "DIFFERENT");
         if (cross) {
             /* The same file restored on the other device, then one token there. */
-            double t = now_ms();
-            CHECK(shoal_kv_load_safetensors(other, sha, path));
-            double ms = now_ms() - t;
-            CHECK(shoal_engine_eval(other, &toks[L], 1, L, lo, SHOAL_LLAMA_LOGITS_LAST));
+            double t = bench_now_ms();
+            BENCH_CHECK(shoal_kv_load_safetensors(other, sha, path));
+            double ms = bench_now_ms() - t;
+            BENCH_CHECK(shoal_engine_eval(other, &toks[L], 1, L, lo, SHOAL_LLAMA_LOGITS_LAST));
             double md = 0;
             int ia = 0, io = 0;
             for (int i = 0; i < vocab; i++) {

@@ -4,14 +4,7 @@
 # stops short of the memory bandwidth. Same bundle as run_quick.sh. Output in $OUT/ncu.txt.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-R=${R:-.gpurun}
-OUT=${OUT:-/tmp/shoal-gpu}
-mkdir -p "$OUT" /tmp/sr /tmp/m /tmp/b
-for d in .devdeps/*.deb; do dpkg -x "$d" /tmp/sr; done
-tar -xJf "$R/bundle.tar.xz" -C /tmp/b 2> /dev/null ||
-    python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2], filter="tar")' "$R/bundle.tar.xz" /tmp/b
-R=/tmp/b
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/tmp/sr/usr/lib/x86_64-linux-gnu:$R/lib
+. bench/gpu/bundle_env.sh
 $R/make_llama_gguf --type ${TYPE:-f16} --sparse --out /tmp/m/l1b.gguf > /dev/null
 for k in ${KERNELS:-matvec_kernel mv_fused attention rope_store}; do
     echo "==== $k" >> "$OUT/ncu.txt"

@@ -4,15 +4,7 @@
 # kernel iterations. Same bundle and environment as run_session_device.sh. Logs in $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-R=${R:-.gpurun}
-OUT=${OUT:-/tmp/shoal-gpu}
-mkdir -p "$OUT" /tmp/sr /tmp/m /tmp/b
-for d in .devdeps/*.deb; do dpkg -x "$d" /tmp/sr; done
-tar -xJf "$R/bundle.tar.xz" -C /tmp/b 2> /dev/null ||
-    python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2], filter="tar")' "$R/bundle.tar.xz" /tmp/b
-R=/tmp/b
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/tmp/sr/usr/lib/x86_64-linux-gnu:$R/lib:$R/llama
-export SHOAL_BUILD_DIR=$R SHOAL_SOURCE_DIR=$PWD SHOAL_DEPS=$PWD/.deps
+. bench/gpu/bundle_env.sh
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/env.txt"
 G=$R/make_llama_gguf
 SMALL="--layers 4 --dim 512 --ffn 1536 --heads 8 --kv-heads 2 --vocab 4096 --seed 5"

@@ -15,10 +15,7 @@
 #   bash bench/gpu/run_session_device.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-R=${R:-.gpurun}
-OUT=${OUT:-/tmp/shoal-gpu}
 BUDGET=${BUDGET:-280}
-mkdir -p "$OUT" /tmp/sr /tmp/m
 T0=$(date +%s)
 left() { echo $((BUDGET - ($(date +%s) - T0))); }
 step() { # step NAME LOG SECONDS CMD...: runs CMD with a timeout when the budget allows
@@ -33,19 +30,7 @@ step() { # step NAME LOG SECONDS CMD...: runs CMD with a timeout when the budget
     timeout "$secs" "$@" >> "$OUT/$log" 2>&1
     echo "rc=$?" | tee -a "$OUT/$log"
 }
-for d in .devdeps/*.deb; do dpkg -x "$d" /tmp/sr; done
-# The bundle from bench/gpu/pack_gpurun.sh: binaries, guests, lib/libwasmtime.so, llama/.
-if [ -f "$R/bundle.tar.xz" ]; then
-    mkdir -p /tmp/b
-    tar -xJf "$R/bundle.tar.xz" -C /tmp/b 2> /dev/null ||
-        python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2], filter="tar")' \
-            "$R/bundle.tar.xz" /tmp/b
-    R=/tmp/b
-else
-    R=$PWD/$R
-fi
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/tmp/sr/usr/lib/x86_64-linux-gnu:$R/lib:$R/llama
-export SHOAL_BUILD_DIR=$R SHOAL_SOURCE_DIR=$PWD SHOAL_DEPS=$PWD/.deps SHOAL_BIN=$R/shoal SHOAL_GUESTS=$R/guests
+. bench/gpu/bundle_env.sh
 { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader; nproc; uname -r; } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
