@@ -98,7 +98,9 @@ static inline void gb_tensor(gb_t *b, const char *name, uint32_t type, uint32_t 
 {
     gb_tensor_rec *t = &b->t[b->n_t++];
     memset(t, 0, sizeof *t);
-    strncpy(t->name, name, sizeof t->name - 1);
+    size_t nl = strnlen(name, sizeof t->name - 1); /* names longer than the record are cut */
+    memcpy(t->name, name, nl);
+    t->name[nl] = '\0';
     t->type = type;
     t->n_dims = n_dims;
     for (uint32_t d = 0; d < n_dims && d < 8; d++) t->ne[d] = ne[d];
