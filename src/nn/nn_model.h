@@ -36,9 +36,8 @@ typedef struct shoal_nn_model {
 
 /* The model named name[0..len) or NULL. Safe from any thread. */
 const shoal_nn_model_t *shoal_nn_model_find(shoal_runtime_t *rt, const char *name, size_t len);
-/* The thread pool LLM contexts of this runtime borrow: the CPU backend's, or (with a GPU
- * backend, whose pool the CPU contexts of a GPU runtime cannot borrow) one of the runtime's own.
- * NULL: run serially. */
+/* The thread pool CPU LLM contexts of this runtime borrow: the CPU backend's, or in a GPU runtime
+ * (no CPU backend) one the registry creates on first use. NULL: run serially. */
 shoal_threadpool_t *shoal_nn_pool(shoal_runtime_t *rt);
 /* Default context size for a model: min(trained context, 4096). */
 int shoal_nn_default_ctx(const shoal_nn_model_t *m);
