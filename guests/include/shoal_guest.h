@@ -87,7 +87,8 @@ SHOAL_IMPORT("llm_kv_bytes") int32_t shoal_llm_kv_bytes(const char *name, uint32
 /* As llm_open, with the KV cache in the guest's own memory (kv: 16-byte aligned, >= llm_kv_bytes):
  * the cache is then part of the guest's state (memory snapshots carry it) and, on a GPU runtime,
  * read and written in place by the kernels. Ids, logits and out-pointers passed to later calls
- * must not overlap it (they trap). */
+ * must not overlap it (they trap). The buffer must stay allocated until llm_close: the host keeps
+ * writing rows there (into the guest's own memory, never outside it). */
 SHOAL_IMPORT("llm_open_kv")
 int32_t shoal_llm_open_kv(const char *name, uint32_t name_len, int32_t n_ctx, void *kv, uint32_t kv_len, int32_t *handle);
 SHOAL_IMPORT("llm_info") int32_t shoal_llm_info(int32_t h, shoal_llm_info_t *out);
