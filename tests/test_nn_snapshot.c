@@ -295,6 +295,69 @@ static void test_kv_is_safetensors_and_versions(void **state)
     shoal_instance_delete(c);
 }
 
+/* The llm section, damaged: every single-byte change in its headers and records (and a sample of
+ * the rest) and every truncation near them either loads or is refused with a status — never a
+ * crash, a hang or a read outside the blob or the guest's memory (this runs under ASan too). The
+ * section holds a host-owned session and one whose cache lives in guest memory (llm_open_kv), so
+ * the offset/length/n_past record is damaged as well; an offset moved past the memory must be
+ * refused. */
+static void test_llm_section_mutations(void **state)
+{
+    fixture *f = *state;
+    shoal_instance_t *a = start(f);
+    int32_t r = -1;
+    assert_int_equal(shoal_instance_call_i32(a, "setup_kv", NULL, 0, &r, 1), SHOAL_OK);
+    assert_int_equal(r, 0);
+    uint8_t *blob;
+    size_t len;
+    save(a, SHOAL_EXT_LLM, &blob, &len);
+    /* c grows its memory the same way (a real restore brings the memory first) */
+    shoal_instance_t *c = start(f);
+    assert_int_equal(shoal_instance_call_i32(c, "setup_kv", NULL, 0, &r, 1), SHOAL_OK);
+    const shoal_ext_ops_t *ops = c->ext_ops[SHOAL_EXT_LLM];
+    assert_non_null(ops);
+    assert_int_equal(ops->load(c, blob, len), SHOAL_OK);
+    uint8_t *m = malloc(len);
+    int refused = 0, loaded = 0;
+    for (size_t i = 0; i < len; i += (i < 512 || i + 512 >= len) ? 1 : 4099) {
+        static const uint8_t flips[] = {0x01, 0x80, 0xFF};
+        for (int k = 0; k < 3; k++) {
+            memcpy(m, blob, len);
+            m[i] ^= flips[k];
+            if (ops->load(c, m, len) == SHOAL_OK) loaded++;
+            else refused++;
+        }
+    }
+    for (size_t n = 0; n < len; n += (n < 512 || n + 512 >= len) ? 1 : 4099) {
+        if (ops->load(c, blob, n) == SHOAL_OK) fail_msg("a section truncated to %zu of %zu bytes was accepted", n, len);
+        refused++;
+    }
+    print_message("llm section of %zu bytes: %d damaged copies refused, %d loaded (a changed value that is still "
+                  "valid, e.g. a larger n_ctx), no crash\n", len, refused, loaded);
+    /* the guest-memory session's record sits at the end, before the sampler blob: moving its
+     * offset past the memory must be refused */
+    size_t mem_size = 0;
+    shoal_instance_memory(c, &mem_size);
+    int moved = 0;
+    for (size_t i = 0; i + 12 <= len; i++) {
+        uint32_t off, kvl, np;
+        memcpy(&off, blob + i, 4), memcpy(&kvl, blob + i + 4, 4), memcpy(&np, blob + i + 8, 4);
+        if (kvl < 1000000 || kvl > 64u << 20 || np != 4 || off % 16 || off >= mem_size) continue;
+        memcpy(m, blob, len);
+        uint32_t bad = (uint32_t)mem_size - 16;
+        memcpy(m + i, &bad, 4);
+        assert_int_equal(ops->load(c, m, len), SHOAL_E_FORMAT);
+        assert_non_null(strstr(shoal_last_error(), "does not fit"));
+        moved++;
+    }
+    assert_int_equal(moved, 1);
+    assert_int_equal(ops->load(c, blob, len), SHOAL_OK); /* and the good one still loads */
+    free(m);
+    free(blob);
+    shoal_instance_delete(a);
+    shoal_instance_delete(c);
+}
+
 int main(void)
 {
     const char *deps = getenv("SHOAL_DEPS");
@@ -310,6 +373,7 @@ int main(void)
         cmocka_unit_test(test_continuation_is_identical),
         cmocka_unit_test(test_refuses_other_model_bytes),
         cmocka_unit_test(test_kv_is_safetensors_and_versions),
+        cmocka_unit_test(test_llm_section_mutations),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -66,5 +66,19 @@ __attribute__((export_name("step_llm"))) int32_t step_llm(void)
     return pending;
 }
 
+/* A second token-level session whose KV cache lives in this guest's memory (llm_open_kv), fed a
+ * few tokens: its snapshot record is an offset into linear memory rather than rows. */
+__attribute__((export_name("setup_kv"))) int32_t setup_kv(void)
+{
+    uint64_t bytes = 0;
+    int32_t h2, e, ids[4] = {1, 520, 9531, 198}, next;
+    if ((e = shoal_llm_kv_bytes("default", 7, 64, &bytes))) return -e;
+    void *kv = aligned_alloc(16, (size_t)bytes);
+    if (!kv) return -100;
+    if ((e = shoal_llm_open_kv("default", 7, 64, kv, (uint32_t)bytes, &h2))) return -e;
+    if ((e = shoal_llm_eval_greedy(h2, ids, 4, &next))) return -e;
+    return 0;
+}
+
 __attribute__((export_name("get_pending"))) int32_t get_pending(void) { return pending; }
 __attribute__((export_name("set_pending"))) void set_pending(int32_t t) { pending = t; }
