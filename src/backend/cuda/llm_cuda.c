@@ -443,15 +443,6 @@ shoal_status_t shoal_cuda_llama_ctx_new(const shoal_llama_model_t *m, const shoa
     }
     c->fused = p->fused;
     c->pdl = p->pdl;
-    if (c->fused) {
-        int wide = hp->dim > hp->q_dim ? hp->dim : hp->q_dim;
-        if (hp->ffn_dim > wide)
-            wide = hp->ffn_dim;
-        if ((e = shoal_cu_fused_prepare(wide)) != cudaSuccess) {
-            s = cuda_fail(e, "fused kernel setup");
-            goto fail;
-        }
-    }
     c->n_batch = p->n_batch == 0 ? 256 : p->n_batch < 1 ? 1 : p->n_batch > 1024 ? 1024 : p->n_batch;
     if (c->n_batch > 1 && (s = batch_setup(c)))
         goto fail;

@@ -731,12 +731,6 @@ cudaError_t shoal_cu_gateup_fused(const shoal_cu_mat_t *gate, const shoal_cu_mat
 
 void shoal_cu_set_pdl(int on) { g_pdl = on != 0; }
 
-cudaError_t shoal_cu_fused_prepare(int max_n_in)
-{
-    (void)max_n_in; // the fused kernels keep no per-width shared memory
-    return cudaSuccess;
-}
-
 cudaError_t shoal_cu_swiglu(float *g, const float *u, int n, cudaStream_t s)
 {
     return launch(swiglu_kernel, dim3((unsigned)(n + 255) / 256), dim3(256), 0, s, g, u, n);

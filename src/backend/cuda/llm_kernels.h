@@ -58,12 +58,11 @@ cudaError_t shoal_cu_attention_batch(const float *q, const float *kcache, const 
  * RMS-normalised (eps) and scaled by norm_w first; with accumulate (no norm), y[i] += W[i] . x.
  * gateup_fused: h = silu(gate . n(x)) * (up . n(x)), n the RMS norm with norm_w.
  * cudaErrorInvalidValue when the matrices differ in type or width (the caller then uses the
- * separate kernels). fused_prepare: kept for callers; nothing to set up. */
+ * separate kernels). */
 cudaError_t shoal_cu_matvec_fused(const shoal_cu_mat_t *const *w, float *const *y, int n_mats, const float *x,
                                   const float *norm_w, float eps, int accumulate, cudaStream_t s);
 cudaError_t shoal_cu_gateup_fused(const shoal_cu_mat_t *gate, const shoal_cu_mat_t *up, const float *x,
                                   const float *norm_w, float eps, float *h, cudaStream_t s);
-cudaError_t shoal_cu_fused_prepare(int max_n_in);
 /* Whether this thread's following launches use programmatic dependent launch (Hopper): each
  * kernel may start while its predecessor finishes, and the fused matrix-vector kernels load their
  * first weights before waiting for it. Every kernel here waits for its inputs itself. */
