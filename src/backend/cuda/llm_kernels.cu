@@ -1,12 +1,17 @@
-/* llm_kernels.cu — decode-step kernels of the Llama forward pass on CUDA: weight-streaming
- * matvecs for F16, BF16, Q8_0, Q4_0, Q4_1 (dequantised in registers, fp32 accumulation), the
- * embedding lookup, RMSNorm, RoPE + cache store, decode attention, SwiGLU and argmax.
+/* llm_kernels.cu — the kernels of the Llama forward pass on CUDA: weight-streaming matvecs for
+ * F16, BF16, Q8_0, Q4_0, Q4_1 (dequantised in registers, fp32 accumulation), the embedding
+ * lookup, RMSNorm, RoPE + cache store, attention, SwiGLU, argmax, and the dequantisation that
+ * feeds batched prefill's SGEMM. The per-token kernels take a batch dimension in blockIdx.y
+ * (prefill); decode launches them with one.
  *
- * Matvec design: decode is bound by weight bytes, so one warp owns one row and each lane issues
- * 16-byte loads of the (repacked, see llm_kernels.h) payload; 8 rows per 256-thread block. The
- * activation vector x (at most 64 KB) is read through the read-only cache, where every warp of the
- * SM shares it. Positions and tokens are read on the device so that one decode step is a fixed
- * sequence of launches (a CUDA graph can replay it). */
+ * Matvec, the reference (matvec_kernel): decode is bound by weight bytes, so one warp owns one row
+ * and each lane issues 16-byte loads of the (repacked, see llm_kernels.h) payload; 8 rows per
+ * 256-thread block; x is read through the read-only cache. The opt-in fused kernels
+ * (mv_fused_kernel) do the same arithmetic with several loads in flight per lane and fold the
+ * RMS norm, the Q/K/V triple and gate/up + SwiGLU into single launches. Positions and tokens are
+ * read on the device so that one decode step is a fixed sequence of launches (a CUDA graph
+ * replays it), and every kernel waits for its inputs itself, so launches may use programmatic
+ * dependent launch. */
 #include "backend/cuda/llm_kernels.h"
 
 #include <cuda_bf16.h>
