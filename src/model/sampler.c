@@ -243,6 +243,11 @@ static void load_candidates(shoal_sampler_t *s, const float *logits)
     }
 }
 
+bool shoal_sampler_is_argmax(const shoal_sampler_t *s)
+{
+    return s->p.temperature <= 0.0f && !has_penalties(s);
+}
+
 static int32_t argmax_raw(const float *logits, int32_t n)
 {
     int32_t best = 0;

@@ -54,6 +54,9 @@ shoal_status_t shoal_sampler_new(const shoal_sampler_params_t *p, int32_t n_voca
 void shoal_sampler_delete(shoal_sampler_t *s);
 
 const shoal_sampler_params_t *shoal_sampler_params(const shoal_sampler_t *s);
+/* Whether the next sample is the plain argmax of the logits (lowest id on ties): temperature 0
+ * and no penalty in effect. Callers may then take the argmax where the logits are (a GPU). */
+bool shoal_sampler_is_argmax(const shoal_sampler_t *s);
 int32_t shoal_sampler_n_vocab(const shoal_sampler_t *s);
 
 /* Picks the next token from logits[0..n_vocab). Draws from the RNG only when temperature > 0.

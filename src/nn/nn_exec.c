@@ -330,12 +330,17 @@ static bool record(nn_exec_t *e, int32_t tok, bool stream_stdout)
 static int step(nn_exec_t *e, bool stream_stdout, bool *reverse_hit)
 {
     double t0 = now_ms();
+    int32_t tok = -1;
     if (e->pending >= 0) {
         if (shoal_engine_n_past(e->eng) + 1 > e->eng_ctx)
             return fail(e, NN_ERR_CONTEXT_FULL, SHOAL_E_LIMIT, "the context is full (%d positions): raise ctx-size",
                         e->eng_ctx);
-        shoal_status_t st = shoal_engine_eval(e->eng, &e->pending, 1, shoal_engine_n_past(e->eng), e->logits,
-                                             SHOAL_LLAMA_LOGITS_LAST);
+        /* Greedy decoding needs only the argmax: on a GPU it is taken on the device and the step
+         * replays a CUDA graph; the token is the one the sampler would pick (lowest id on ties). */
+        const bool argmax = shoal_sampler_is_argmax(e->sampler);
+        shoal_status_t st = argmax ? shoal_engine_eval_greedy(e->eng, &e->pending, 1, shoal_engine_n_past(e->eng), &tok)
+                                   : shoal_engine_eval(e->eng, &e->pending, 1, shoal_engine_n_past(e->eng), e->logits,
+                                                       SHOAL_LLAMA_LOGITS_LAST);
         if (st != SHOAL_OK) {
             e->n_kv = 0;
             return fail(e, NN_ERR_RUNTIME_ERROR, st, "decode failed: %s", shoal_last_error());
@@ -343,8 +348,7 @@ static int step(nn_exec_t *e, bool stream_stdout, bool *reverse_hit)
         if (kv_append(e, &e->pending, 1)) return NN_ERR_RUNTIME_ERROR;
         e->pending = -1;
     }
-    int32_t tok;
-    shoal_status_t st = shoal_sampler_sample(e->sampler, e->logits, e->m->llama->hp.vocab, &tok);
+    shoal_status_t st = tok >= 0 ? SHOAL_OK : shoal_sampler_sample(e->sampler, e->logits, e->m->llama->hp.vocab, &tok);
     if (st == SHOAL_OK) st = shoal_sampler_accept(e->sampler, tok);
     e->gen_ms += now_ms() - t0;
     if (st != SHOAL_OK) return fail(e, NN_ERR_RUNTIME_ERROR, st, "sampling failed: %s", shoal_last_error());
