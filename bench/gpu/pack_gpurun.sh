@@ -3,7 +3,7 @@
 # xz tarball, .gpurun/bundle.tar.xz (the GPU machine takes at most 64 MiB of work tree a call and
 # has no network): the CUDA build's binaries and guests, Wasmtime's library and, when
 # scripts/reference/build_llamacpp.sh --cuda has been run, llama-bench with its libraries (NO_LLAMA=1
-# leaves them out: a small bundle for kernel iterations).
+# leaves them out: a small bundle for kernel iterations). Carry .gpurun/bundle.tar.xz and .devdeps.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 B=${BUILD:-build}
@@ -23,4 +23,11 @@ if [ -x "$L/llama-bench" ] && [ -z "${NO_LLAMA:-}" ]; then
     for so in "$S"/llama/lib*.so*; do [ -L "$so" ] || strip "$so" 2> /dev/null || true; done
 fi
 tar -C "$S" -cf - . | xz -T2 -6 > .gpurun/bundle.tar.xz
+# The GPU image lacks cmocka and jansson: their Debian packages travel beside the bundle and are
+# unpacked there with dpkg -x (bench/gpu/bundle_env.sh).
+if ! ls .devdeps/libcmocka0_*.deb .devdeps/libjansson4_*.deb > /dev/null 2>&1; then
+    mkdir -p .devdeps
+    (cd .devdeps && apt-get download libcmocka0 libjansson4 > /dev/null) ||
+        { echo "pack_gpurun: apt-get download of libcmocka0 and libjansson4 failed" >&2; exit 1; }
+fi
 du -h .gpurun/bundle.tar.xz
