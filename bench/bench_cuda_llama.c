@@ -86,6 +86,23 @@ static double decode_tps(shoal_cuda_llama_ctx_t *c, int depth, int gen, int reps
     return m;
 }
 
+/* Median prefill tokens/s of `prompt` tokens from an empty cache (at most 16 repetitions). */
+static double prefill_tps(shoal_cuda_llama_ctx_t *c, const int32_t *pt, int prompt, float *logits, int reps)
+{
+    double t[16];
+    const int n = reps < 16 ? reps : 16;
+    for (int r = 0; r < n; r++) {
+        double s0 = now_s();
+        if (shoal_cuda_llama_eval(c, pt, prompt, 0, logits, SHOAL_LLAMA_LOGITS_LAST)) {
+            fprintf(stderr, "eval: %s\n", shoal_last_error());
+            exit(1);
+        }
+        t[r] = prompt / (now_s() - s0);
+    }
+    qsort(t, (size_t)n, sizeof t[0], cmp_d);
+    return t[n / 2];
+}
+
 /* Decode tokens/s of a fresh context made from *base with the given kernels and launch modes;
  * 0 if it cannot be made, or if a graph was asked for and not used. */
 static double variant_tps(const shoal_llama_model_t *m, const shoal_cuda_llama_params_t *base, bool fused, bool pdl,
@@ -153,35 +170,15 @@ int main(int argc, char **argv)
     int32_t *pt = calloc((size_t)prompt, sizeof *pt);
     for (int i = 0; i < prompt; i++)
         pt[i] = (i * 13 + 5) % 200;
-    double pts[16];
-    int pr = reps < 16 ? reps : 16;
     float *logits = malloc(sizeof(float) * (size_t)m->hp.vocab);
-    for (int r = 0; r < pr; r++) {
-        double s0 = now_s();
-        if (shoal_cuda_llama_eval(c, pt, prompt, 0, logits, SHOAL_LLAMA_LOGITS_LAST)) {
-            fprintf(stderr, "%s\n", shoal_last_error());
-            return 1;
-        }
-        pts[r] = prompt / (now_s() - s0);
-    }
-    qsort(pts, (size_t)pr, sizeof pts[0], cmp_d);
-    double pp = pts[pr / 2];
+    double pp = prefill_tps(c, pt, prompt, logits, reps);
     shoal_cuda_llama_ctx_delete(c);
 
     /* the same prefill through the decode kernels, one token after another (n_batch 1) */
     double pp_tok = 0;
     p.n_batch = 1;
     if (shoal_cuda_llama_ctx_new(m, &p, &c) == SHOAL_OK) {
-        for (int r = 0; r < pr; r++) {
-            double s0 = now_s();
-            if (shoal_cuda_llama_eval(c, pt, prompt, 0, logits, SHOAL_LLAMA_LOGITS_LAST)) {
-                fprintf(stderr, "%s\n", shoal_last_error());
-                return 1;
-            }
-            pts[r] = prompt / (now_s() - s0);
-        }
-        qsort(pts, (size_t)pr, sizeof pts[0], cmp_d);
-        pp_tok = pts[pr / 2];
+        pp_tok = prefill_tps(c, pt, prompt, logits, reps);
         shoal_cuda_llama_ctx_delete(c);
     }
     p.n_batch = 0;

@@ -234,14 +234,17 @@ static bool hits_kv(const llm_session *s, uint32_t off, uint64_t len)
     return s->kv_len && (uint64_t)off < (uint64_t)s->kv_off + s->kv_len && (uint64_t)s->kv_off < (uint64_t)off + len;
 }
 
-/* The model named by guest bytes, or NULL with SHOAL_E_NOT_FOUND recorded. */
-static const shoal_nn_model_t *find_model(const call *c, const char *name, uint32_t len)
+/* The model named by guest bytes and a context size in [min_ctx, 2^20] for it: SHOAL_OK with *m,
+ * or SHOAL_E_NOT_FOUND / SHOAL_E_INVALID recorded. */
+static int32_t model_and_ctx(const call *c, const char *name, uint32_t len, int32_t n_ctx, int32_t min_ctx,
+                             const shoal_nn_model_t **m)
 {
-    const shoal_nn_model_t *m = shoal_nn_model_find(c->inst->rt, name, len);
-    if (!m)
-        shoal_fail(SHOAL_E_NOT_FOUND, "%s: no model named \"%.*s\" (preload it with --nn-preload)", c->fn,
-                   (int)(len > 64 ? 64 : len), name);
-    return m;
+    if (!(*m = shoal_nn_model_find(c->inst->rt, name, len)))
+        return shoal_fail(SHOAL_E_NOT_FOUND, "%s: no model named \"%.*s\" (preload it with --nn-preload)", c->fn,
+                          (int)(len > 64 ? 64 : len), name);
+    if (n_ctx < min_ctx || n_ctx > (1 << 20))
+        return shoal_fail(SHOAL_E_INVALID, "%s: n_ctx %d outside [%d, 2^20]", c->fn, n_ctx, min_ctx);
+    return SHOAL_OK;
 }
 
 /* A session in the first free slot; kv_len > 0: its cache is the guest's bytes at kv_off. */
@@ -285,11 +288,9 @@ HOST(h_open)
     RANGE(name, "model name", ARG(0), ARG(1), 1);
     RANGE(out, "handle out-pointer", ARG(3), 4, 4);
     int32_t n_ctx = args[2].of.i32;
-    const shoal_nn_model_t *m = find_model(&c, name, ARG(1));
-    if (!m) return ret(results, SHOAL_E_NOT_FOUND);
-    if (n_ctx < 0 || n_ctx > (1 << 20))
-        return ret(results, shoal_fail(SHOAL_E_INVALID, "%s: n_ctx %d outside [0, 2^20]", c.fn, n_ctx));
-    return ret(results, open_session(&c, m, n_ctx, 0, 0, out));
+    const shoal_nn_model_t *m;
+    int32_t st = model_and_ctx(&c, name, ARG(1), n_ctx, 0, &m);
+    return ret(results, st ? st : open_session(&c, m, n_ctx, 0, 0, out));
 }
 
 /* llm_kv_bytes(name, name_len, n_ctx, *u64): the bytes a KV cache of n_ctx positions of that
@@ -302,10 +303,9 @@ HOST(h_kv_bytes)
     RANGE(name, "model name", ARG(0), ARG(1), 1);
     RANGE(out, "size out-pointer", ARG(3), 8, 8);
     int32_t n_ctx = args[2].of.i32;
-    const shoal_nn_model_t *m = find_model(&c, name, ARG(1));
-    if (!m) return ret(results, SHOAL_E_NOT_FOUND);
-    if (n_ctx < 1 || n_ctx > (1 << 20))
-        return ret(results, shoal_fail(SHOAL_E_INVALID, "%s: n_ctx %d outside [1, 2^20]", c.fn, n_ctx));
+    const shoal_nn_model_t *m;
+    int32_t st = model_and_ctx(&c, name, ARG(1), n_ctx, 1, &m);
+    if (st) return ret(results, st);
     uint64_t b = shoal_llama_kv_bytes(m->llama, n_ctx);
     memcpy(out, &b, 8);
     return ret(results, SHOAL_OK);
@@ -327,10 +327,9 @@ HOST(h_open_kv)
     RANGE(kv, "KV cache", ARG(3), ARG(4), 16);
     (void)kv;
     int32_t n_ctx = args[2].of.i32;
-    const shoal_nn_model_t *m = find_model(&c, name, ARG(1));
-    if (!m) return ret(results, SHOAL_E_NOT_FOUND);
-    if (n_ctx < 1 || n_ctx > (1 << 20))
-        return ret(results, shoal_fail(SHOAL_E_INVALID, "%s: n_ctx %d outside [1, 2^20]", c.fn, n_ctx));
+    const shoal_nn_model_t *m;
+    int32_t st = model_and_ctx(&c, name, ARG(1), n_ctx, 1, &m);
+    if (st) return ret(results, st);
     uint64_t need = shoal_llama_kv_bytes(m->llama, n_ctx);
     if (ARG(4) < need)
         return ret(results, shoal_fail(SHOAL_E_LIMIT, "%s: a cache of %d positions needs %llu bytes, the buffer has %u",
