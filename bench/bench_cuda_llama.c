@@ -149,8 +149,8 @@ int main(int argc, char **argv)
     shoal_cuda_llama_params_t p;
     shoal_cuda_llama_params_init(&p);
     p.n_ctx = n_ctx;
-    /* the first rows: the separate kernels with plain launches (the default path); the fused and
-     * PDL rows after them are opt-in */
+    /* the first rows: the separate kernels with plain launches (the reference path); the default
+     * is the fused kernels + PDL, as a CUDA graph for greedy steps (the last decode row) */
     p.fused = false;
     p.pdl = false;
     shoal_cuda_llama_ctx_t *c;

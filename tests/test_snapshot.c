@@ -131,6 +131,37 @@ static void test_crc32c(void **state)
         }
 }
 
+/* Joined CRCs and the threaded CRC over scattered spans equal the sequential CRC: 40 MB cut into
+ * spans of uneven sizes (empty ones too), so thread boundaries fall inside and between spans. */
+static void test_crc32c_spans(void **state)
+{
+    (void)state;
+    const size_t total = 40u << 20;
+    uint8_t *b = malloc(total);
+    assert_non_null(b);
+    for (size_t i = 0; i < total; i++) b[i] = (uint8_t)((i * 2654435761u) >> 11);
+    const uint32_t whole = shoal_crc32c(0, b, total);
+    const size_t cuts[] = {0, 1, 7, 3u << 20, 5000001, 8u << 20, 12345};
+    for (size_t k = 0; k < sizeof cuts / sizeof cuts[0]; k++)
+        assert_int_equal(shoal_crc32c_combine(shoal_crc32c(0, b, cuts[k]), shoal_crc32c(0, b + cuts[k], total - cuts[k]),
+                                              total - cuts[k]),
+                         whole);
+    shoal_span_t sp[9];
+    size_t at = 0, n = 0;
+    const size_t lens[] = {3, 0, (9u << 20) + 5, 1u << 20, 0, 777, (13u << 20) + 1};
+    for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
+        sp[n++] = (shoal_span_t){b + at, lens[k]};
+        at += lens[k];
+    }
+    sp[n++] = (shoal_span_t){b + at, total - at};
+    assert_int_equal(shoal_crc32c_spans(0, sp, n), whole);
+    /* continuing a running CRC, and a single span */
+    const uint32_t head = shoal_crc32c(0, "prefix", 6);
+    assert_int_equal(shoal_crc32c_spans(head, &(shoal_span_t){b, total}, 1), shoal_crc32c(head, b, total));
+    assert_int_equal(shoal_crc32c_spans(0, NULL, 0), 0);
+    free(b);
+}
+
 /* ---- actors ---- */
 
 typedef struct fx {
@@ -591,6 +622,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sha256_vectors),
         cmocka_unit_test(test_crc32c),
+        cmocka_unit_test(test_crc32c_spans),
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fork_diverges, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sparse, setup, teardown),

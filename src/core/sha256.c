@@ -2,8 +2,11 @@
  * small; the CRC covers the megabytes of a KV cache at memory speed. */
 #include "core/sha256.h"
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #if defined(__x86_64__)
 #include <nmmintrin.h>
@@ -285,4 +288,76 @@ uint32_t shoal_crc32c(uint32_t crc, const void *data, size_t len)
     if (__builtin_cpu_supports("sse4.2")) return ~crc_hw(c, data, len);
 #endif
     return ~crc_portable(c, data, len);
+}
+
+/* Polynomials over GF(2) modulo the CRC-32C polynomial, in the CRC's reflected bit order
+ * (bit 31 is x^0). */
+static uint32_t gf2_mulmod(uint32_t a, uint32_t b)
+{
+    uint32_t p = 0;
+    for (uint32_t m = 1u << 31; m; m >>= 1) {
+        if (a & m) p ^= b;
+        b = (b & 1) ? (b >> 1) ^ 0x82F63B78u : b >> 1;
+    }
+    return p;
+}
+
+uint32_t shoal_crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b)
+{
+    /* crc(A B) = crc(A) * x^(8 |B|) + crc(B): the pre- and post-inversions cancel */
+    uint32_t x8 = 1u << 30; /* x^1 */
+    for (int i = 0; i < 3; i++) x8 = gf2_mulmod(x8, x8);
+    uint32_t pw = 1u << 31; /* x^0 */
+    for (uint64_t n = len_b; n; n >>= 1, x8 = gf2_mulmod(x8, x8))
+        if (n & 1) pw = gf2_mulmod(pw, x8);
+    return gf2_mulmod(pw, crc_a) ^ crc_b;
+}
+
+/* One thread's byte range [from, to) of the spans' concatenation. */
+typedef struct crc_job {
+    const shoal_span_t *spans;
+    size_t n_spans;
+    uint64_t from, to;
+    uint32_t crc;
+} crc_job_t;
+
+static void *crc_job_run(void *arg)
+{
+    crc_job_t *j = arg;
+    uint32_t c = 0;
+    uint64_t at = 0;
+    for (size_t i = 0; i < j->n_spans && at < j->to; at += j->spans[i].n, i++) {
+        uint64_t lo = j->from > at ? j->from : at, hi = j->to < at + j->spans[i].n ? j->to : at + j->spans[i].n;
+        if (lo < hi) c = shoal_crc32c(c, (const uint8_t *)j->spans[i].p + (lo - at), (size_t)(hi - lo));
+    }
+    j->crc = c;
+    return NULL;
+}
+
+uint32_t shoal_crc32c_spans(uint32_t crc, const shoal_span_t *spans, size_t n_spans)
+{
+    enum { MAX_THREADS = 16, MIN_BYTES = 8u << 20 }; /* below 8 MB a thread costs more than it saves */
+    uint64_t total = 0;
+    for (size_t i = 0; i < n_spans; i++) total += spans[i].n;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int t = (int)(total / MIN_BYTES);
+    if (t > MAX_THREADS) t = MAX_THREADS;
+    if (cpus > 0 && t > cpus) t = (int)cpus;
+    crc_job_t jobs[MAX_THREADS];
+    pthread_t tid[MAX_THREADS];
+    bool started[MAX_THREADS] = {false};
+    if (t < 1) t = 1;
+    for (int i = 0; i < t; i++) {
+        jobs[i] = (crc_job_t){spans, n_spans, total * (uint64_t)i / (uint64_t)t, total * (uint64_t)(i + 1) / (uint64_t)t, 0};
+        /* a thread that cannot be started leaves its range to this one */
+        if (i > 0) started[i] = pthread_create(&tid[i], NULL, crc_job_run, &jobs[i]) == 0;
+    }
+    crc_job_run(&jobs[0]);
+    for (int i = 1; i < t; i++) {
+        if (started[i]) pthread_join(tid[i], NULL);
+        else crc_job_run(&jobs[i]);
+    }
+    uint32_t c = shoal_crc32c_combine(crc, jobs[0].crc, jobs[0].to - jobs[0].from);
+    for (int i = 1; i < t; i++) c = shoal_crc32c_combine(c, jobs[i].crc, jobs[i].to - jobs[i].from);
+    return c;
 }

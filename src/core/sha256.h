@@ -24,5 +24,18 @@ void shoal_hex(const uint8_t *bytes, size_t n, char *out);
 /* CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), as iSCSI/ext4 use it: start with
  * crc = 0 and feed the running value back to continue. Uses SSE4.2 when the CPU has it. */
 uint32_t shoal_crc32c(uint32_t crc, const void *data, size_t len);
+/* The CRC-32C of A followed by B from crc_a = crc(A), crc_b = crc(B) and B's length. */
+uint32_t shoal_crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b);
+
+/* One piece of a byte sequence scattered in memory. */
+typedef struct shoal_span {
+    const void *p;
+    size_t n;
+} shoal_span_t;
+
+/* shoal_crc32c over the concatenation of the spans, continuing crc. Large inputs (tens of MB: KV
+ * caches in snapshots) are cut into equal byte ranges checksummed by up to 16 threads at once and
+ * joined with shoal_crc32c_combine; the result equals the sequential CRC. */
+uint32_t shoal_crc32c_spans(uint32_t crc, const shoal_span_t *spans, size_t n_spans);
 
 #endif

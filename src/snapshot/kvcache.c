@@ -202,15 +202,17 @@ shoal_status_t shoal_kv_deserialize(shoal_engine_t *c, const uint8_t model_sha25
         s = shoal_fail(SHOAL_E_FORMAT, "kv: %zu tensors, expected %ld", shoal_safetensors_count(st), 2 * n_layer);
     uint32_t crc = 0;
     const shoal_st_tensor_t **ts = calloc(2 * (size_t)hp->n_layer, sizeof *ts);
-    if (!ts && s == SHOAL_OK) s = shoal_fail(SHOAL_E_NOMEM, "kv: out of memory");
+    shoal_span_t *spans = calloc(2 * (size_t)hp->n_layer, sizeof *spans);
+    if ((!ts || !spans) && s == SHOAL_OK) s = shoal_fail(SHOAL_E_NOMEM, "kv: out of memory");
     uint64_t shape[2] = {(uint64_t)n_past, (uint64_t)kv_dim};
     for (int i = 0; s == SHOAL_OK && i < 2 * hp->n_layer; i++) {
         char name[32];
         snprintf(name, sizeof name, "layers.%d.%c", i / 2, i % 2 ? 'v' : 'k');
         s = shoal_safetensors_get(st, name, "F32", 2, shape, &ts[i]);
-        if (s == SHOAL_OK) crc = shoal_crc32c(crc, ts[i]->data, (size_t)ts[i]->nbytes);
+        if (s == SHOAL_OK) spans[i] = (shoal_span_t){ts[i]->data, (size_t)ts[i]->nbytes};
     }
     if (s == SHOAL_OK) {
+        crc = shoal_crc32c_spans(0, spans, 2 * (size_t)hp->n_layer);
         char got[16];
         snprintf(got, sizeof got, "%08" PRIx32, crc);
         if (!crc_s || strcmp(crc_s, got))
@@ -223,6 +225,7 @@ shoal_status_t shoal_kv_deserialize(shoal_engine_t *c, const uint8_t model_sha25
     for (int l = 0; s == SHOAL_OK && l < hp->n_layer && n_past > 0; l++)
         s = shoal_engine_kv_write(c, l, (int)n_past, (const float *)ts[2 * l]->data, (const float *)ts[2 * l + 1]->data);
     if (s == SHOAL_OK) s = shoal_engine_set_n_past(c, (int)n_past);
+    free(spans);
     free(ts);
     shoal_safetensors_free(st);
     return s;
@@ -242,7 +245,7 @@ shoal_status_t shoal_kv_load_safetensors(shoal_engine_t *c, const uint8_t model_
         close(fd);
         return shoal_fail(SHOAL_E_FORMAT, "kv: %s: empty file", path);
     }
-    void *map = mmap(NULL, n, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    void *map = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (map == MAP_FAILED) return shoal_fail(SHOAL_E_IO, "kv: %s: mmap: %s", path, strerror(errno));
     shoal_status_t s = shoal_kv_deserialize(c, model_sha256, map, n);

@@ -151,7 +151,7 @@ shoal_status_t snap_view_open(const char *path, snap_view_t *v)
         close(fd);
         return shoal_fail(SHOAL_E_FORMAT, "snapshot %s: %zu bytes is too short to be a snapshot (truncated?)", path, n);
     }
-    void *map = mmap(NULL, n, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    void *map = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (map == MAP_FAILED) return shoal_fail(SHOAL_E_IO, "snapshot %s: mmap: %s", path, strerror(errno));
     v->data = map;
@@ -171,7 +171,7 @@ shoal_status_t snap_view_open(const char *path, snap_view_t *v)
     else if (declared != n)
         st = shoal_fail(SHOAL_E_FORMAT, "snapshot %s: %s: the header says %llu bytes, the file has %zu", path,
                         declared > n ? "truncated" : "wrong length", (unsigned long long)declared, n);
-    else if (shoal_crc32c(0, d, n - 4) != rd32(d + n - 4))
+    else if (shoal_crc32c_spans(0, &(shoal_span_t){d, n - 4}, 1) != rd32(d + n - 4))
         st = shoal_fail(SHOAL_E_FORMAT, "snapshot %s: checksum mismatch: the file is corrupt", path);
     if (st != SHOAL_OK) {
         snap_view_close(v);

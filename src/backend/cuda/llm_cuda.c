@@ -12,6 +12,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
+#include "backend/cpu/threadpool.h"
 #include "backend/cuda/llm_kernels.h"
 #include "core/error.h"
 #include "model/quant.h"
@@ -276,9 +277,12 @@ struct shoal_cuda_llama_ctx {
 
 void shoal_cuda_llama_params_init(shoal_cuda_llama_params_t *p)
 {
-    /* fused and pdl stay off until the whole GPU suite has run with them (so far only
-     * test_fused_decode has, on an H200: bench/RESULTS-cuda-llm.md) */
     memset(p, 0, sizeof *p);
+    /* the fused kernels with programmatic dependent launch: the fastest decode measured
+     * (bench/RESULTS-cuda-llm.md); the separate kernels with plain launches stay as the reference
+     * that test_fused_decode compares them with */
+    p->fused = true;
+    p->pdl = true;
 }
 
 size_t shoal_cuda_llama_kv_bytes(const shoal_llama_model_t *m, int n_ctx)
@@ -772,8 +776,105 @@ shoal_status_t shoal_cuda_llama_set_n_past(shoal_cuda_llama_ctx_t *c, int n_past
 {
     if (n_past < 0 || n_past > c->n_ctx)
         return shoal_fail(SHOAL_E_INVALID, "cuda llm: n_past %d outside [0, %d]", n_past, c->n_ctx);
+    /* ends a restore: the staged KV uploads have landed (or their error is reported here) */
+    cudaError_t e = cudaStreamSynchronize(c->stream);
+    if (e)
+        return cuda_fail(e, "KV upload");
     c->n_past = n_past;
     return SHOAL_OK;
+}
+
+/* Host -> device KV copies (a restore moves the whole cache: 189 MB for SmolLM2 at 4096
+ * positions). A copy from pageable memory runs at a fraction of the bus rate, so large copies go
+ * through two pinned halves: a few threads copy the next piece into one half while the copy engine
+ * uploads the other. The staging belongs to the process (made on the first large upload, kept, one
+ * upload at a time), so a restore into a new context pays no pinning. Nothing waits at the end:
+ * later work on the stream is ordered after the uploads, set_n_past synchronises and reports, and
+ * the caller's buffer is free to go as soon as this returns (every byte has been copied out). */
+enum { STAGE_HALF = 16 << 20, STAGE_MIN = 1 << 20, STAGE_THREADS = 8 };
+
+static struct {
+    pthread_mutex_t lock;
+    bool tried;
+    int device; /* the events' device: uploads for another keep the plain copy */
+    uint8_t *buf;
+    cudaEvent_t ev[2];
+    int next;
+    shoal_threadpool_t *pool;
+} g_stage = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+typedef struct stage_job {
+    uint8_t *dst;
+    const uint8_t *src;
+    size_t n;
+    int parts;
+} stage_job_t;
+
+static void stage_copy_part(void *ctx, int task, int thread)
+{
+    (void)thread;
+    const stage_job_t *j = ctx;
+    size_t a = j->n * (size_t)task / (size_t)j->parts, b = j->n * (size_t)(task + 1) / (size_t)j->parts;
+    memcpy(j->dst + a, j->src + a, b - a);
+}
+
+/* Under g_stage.lock: whether staging serves this device (made on first use). */
+static bool stage_ready(int device)
+{
+    if (!g_stage.tried) {
+        g_stage.tried = true;
+        void *p = NULL;
+        if (cudaHostAlloc(&p, 2 * (size_t)STAGE_HALF, cudaHostAllocPortable) != cudaSuccess) {
+            cudaGetLastError();
+            return false;
+        }
+        if (cudaEventCreateWithFlags(&g_stage.ev[0], cudaEventDisableTiming) != cudaSuccess ||
+            cudaEventCreateWithFlags(&g_stage.ev[1], cudaEventDisableTiming) != cudaSuccess) {
+            cudaGetLastError();
+            cudaFreeHost(p);
+            return false;
+        }
+        if (shoal_threadpool_new(STAGE_THREADS, &g_stage.pool) != SHOAL_OK) {
+            g_stage.pool = NULL; /* the copies into the pinned halves then run on the caller */
+            shoal_clear_error();
+        }
+        g_stage.device = device;
+        g_stage.buf = p;
+    }
+    return g_stage.buf && g_stage.device == device;
+}
+
+/* Under g_stage.lock. */
+static cudaError_t staged_upload(cudaStream_t stream, void *dev, const void *host, size_t bytes)
+{
+    cudaError_t e = cudaSuccess;
+    for (size_t off = 0; off < bytes && !e; off += STAGE_HALF) {
+        const size_t piece = bytes - off < STAGE_HALF ? bytes - off : STAGE_HALF;
+        const int h = g_stage.next;
+        g_stage.next ^= 1;
+        if ((e = cudaEventSynchronize(g_stage.ev[h]))) // this half's previous upload is done
+            break;
+        stage_job_t j = {g_stage.buf + (size_t)h * STAGE_HALF, (const uint8_t *)host + off, piece,
+                         g_stage.pool ? shoal_threadpool_size(g_stage.pool) : 1};
+        if (g_stage.pool)
+            shoal_threadpool_parallel_for(g_stage.pool, stage_copy_part, &j, j.parts);
+        else
+            memcpy(j.dst, j.src, piece);
+        if (!(e = cudaMemcpyAsync((uint8_t *)dev + off, j.dst, piece, cudaMemcpyHostToDevice, stream)))
+            e = cudaEventRecord(g_stage.ev[h], stream);
+    }
+    return e;
+}
+
+/* Whether host memory is plain pageable memory (registered or pinned memory is copied directly). */
+static bool pageable(const void *p)
+{
+    struct cudaPointerAttributes at;
+    if (cudaPointerGetAttributes(&at, p) != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    return at.type == cudaMemoryTypeUnregistered;
 }
 
 static shoal_status_t kv_copy(shoal_cuda_llama_ctx_t *c, int layer, int rows, float *k, float *v, bool to_host)
@@ -787,6 +888,17 @@ static shoal_status_t kv_copy(shoal_cuda_llama_ctx_t *c, int layer, int rows, fl
     float *kc = c->kv + (size_t)layer * 2 * c->n_ctx * hp->kv_dim, *vc = kc + (size_t)c->n_ctx * hp->kv_dim;
     size_t bytes = (size_t)rows * hp->kv_dim * sizeof(float);
     cudaError_t e;
+    /* uploads of pageable rows into a device-resident cache: through the pinned staging */
+    if (!to_host && c->kv_owned && bytes >= STAGE_MIN && pageable(k) && pageable(v)) {
+        pthread_mutex_lock(&g_stage.lock);
+        if (stage_ready(c->device)) {
+            if (!(e = staged_upload(c->stream, kc, k, bytes)))
+                e = staged_upload(c->stream, vc, v, bytes);
+            pthread_mutex_unlock(&g_stage.lock);
+            return e ? cuda_fail(e, "KV upload") : SHOAL_OK;
+        }
+        pthread_mutex_unlock(&g_stage.lock);
+    }
     if (to_host)
         e = cudaMemcpyAsync(k, kc, bytes, cudaMemcpyDefault, c->stream);
     else

@@ -33,11 +33,12 @@ typedef struct shoal_cuda_llama_params {
     bool use_graph;   /* replay the greedy single-token step as a CUDA graph (captured on first use;
                        * off by default here, on for wasi-nn / token-API sessions) */
     bool fused;       /* decode through the fused kernels (RMS norm + Q/K/V in one launch, norm + gate/up +
-                       * SwiGLU in one, several weight loads in flight per lane): 6 launches a layer
-                       * instead of 12. Opt-in: checked against the separate kernels (the
-                       * reference) by test_fused_decode, not yet by the whole GPU suite */
+                       * SwiGLU in one, several rows per block sharing each activation load): 6
+                       * launches a layer instead of 12. On by default; off: the separate kernels,
+                       * the reference test_fused_decode compares them with */
     bool pdl;         /* launch the kernels with programmatic dependent launch (sm_90): each may start
-                       * while its predecessor finishes. Opt-in, as fused */
+                       * while its predecessor finishes and loads its first weights meanwhile. On by
+                       * default */
     int n_batch;      /* tokens per batched-prefill chunk (dequantise + SGEMM); 0: 256; 1: every token
                        * through the decode kernels (the reference path) */
 } shoal_cuda_llama_params_t;

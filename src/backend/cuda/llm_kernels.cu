@@ -6,9 +6,10 @@
  *
  * Matvec, the reference (matvec_kernel): decode is bound by weight bytes, so one warp owns one row
  * and each lane issues 16-byte loads of the (repacked, see llm_kernels.h) payload; 8 rows per
- * 256-thread block; x is read through the read-only cache. The opt-in fused kernels
- * (mv_fused_kernel) do the same arithmetic with several loads in flight per lane and fold the
- * RMS norm, the Q/K/V triple and gate/up + SwiGLU into single launches. Positions and tokens are
+ * 256-thread block; x is read through the read-only cache. The fused kernels (mv_rows_kernel, the
+ * default) give each block several rows that share every activation load, keep several weight
+ * loads in flight per thread, and fold the RMS norm, the Q/K/V triple and gate/up + SwiGLU into
+ * single launches. Positions and tokens are
  * read on the device so that one decode step is a fixed sequence of launches (a CUDA graph
  * replays it), and every kernel waits for its inputs itself, so launches may use programmatic
  * dependent launch. */
@@ -314,16 +315,16 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_kernel(const float *__r
 
 /* ---- fused decode kernels: fewer launches per layer, more weight bytes in flight ----
  *
- * One warp per output row, as matvec_kernel, but each lane first issues the loads of UNROLL of its
- * 16-byte weight units (lane l takes units l, l + 32, ...) and only then consumes them: decode is
- * bound by how many weight bytes are in flight per SM, and one outstanding load per lane left the
- * small matrices of a layer at a third of the copy bandwidth. Units are consumed in the same order
- * and with the same arithmetic as matvec_kernel, so without a norm the sums are bit-identical to
- * it. Up to three matrices of one type and width share a launch (their rows run on in order);
- * gate and up rows are computed by the same warp (x read once for both) and leave silu(g) * u;
- * with NORM the block first computes x's RMS scale and each lane normalises what it loads. */
+ * A block owns R output rows (of up to three matrices of one type and width, run on in order; for
+ * gate/up, R rows of each) and its threads split every row's 16-byte weight units between them
+ * (thread t takes units t, t + T, ...). Each activation unit is loaded once and used for all the
+ * block's rows, so x's reads from L1 cost a fraction of the weight bytes instead of 2-4 times them
+ * (matvec_kernel re-reads x per row), and each thread keeps R x UNROLL 16-byte weight loads in
+ * flight before consuming them: decode is bound by the weight bytes in flight per SM. Per-thread
+ * sums meet in a warp and then a shared-memory reduction. With NORM the block first computes x's
+ * RMS scale and each thread normalises what it loads; gate/up rows leave silu(g) * u. */
 
-constexpr int MW = 4, UNROLL = 4; // warps per block, units in flight per lane and row
+constexpr int MV_MAXW = 4, UNROLL = 2; // warps per block at most, units in flight per thread and row
 
 struct mv3 {
     const void *qs[3];
@@ -353,7 +354,7 @@ __device__ __forceinline__ void load_unit(const float *__restrict__ x, const flo
 }
 
 /* One unit's contribution from its 16 payload bytes q (and the block's scale / minimum), with
- * matvec_kernel's association. */
+ * matvec_kernel's association within the unit. */
 template <int TYPE>
 __device__ __forceinline__ float unit_dot(uint4 q, float d, float m, const float *xv)
 {
@@ -416,113 +417,126 @@ __device__ __forceinline__ void unit_load(const void *__restrict__ qs, const __h
         m = __half2float(mm[row * (size_t)(n_in / 32) + u]);
 }
 
-/* UNROLL units of NROWS rows (the same units of each): payloads and scales, loaded together. */
-template <int NROWS> struct chunk {
-    uint4 q[NROWS][UNROLL];
-    float d[NROWS][UNROLL], m[NROWS][UNROLL];
+/* UNROLL units (u0, u0 + T, ...) of the block's NR rows, loaded together. */
+template <int NR> struct chunk {
+    uint4 q[UNROLL][NR];
+    float d[UNROLL][NR], m[UNROLL][NR];
 };
 
-template <int TYPE, int NROWS>
-__device__ __forceinline__ void chunk_load(chunk<NROWS> &c, const void *const *qs, const __half *const *dd,
-                                           const __half *const *mm, const size_t *row, int n_in, int u0, int U)
+template <int TYPE, int NR>
+__device__ __forceinline__ void chunk_load(chunk<NR> &c, const void *const *qs, const __half *const *dd,
+                                           const __half *const *mm, const size_t *row, const bool *on, int n_in,
+                                           int u0, int T, int U)
 {
 #pragma unroll
     for (int j = 0; j < UNROLL; j++) {
-        const int u = u0 + 32 * j;
+        const int u = u0 + T * j;
         if (u < U) {
 #pragma unroll
-            for (int r = 0; r < NROWS; r++)
-                unit_load<TYPE>(qs[r], dd[r], mm[r], row[r], n_in, u, c.q[r][j], c.d[r][j], c.m[r][j]);
+            for (int r = 0; r < NR; r++)
+                if (on[r])
+                    unit_load<TYPE>(qs[r], dd[r], mm[r], row[r], n_in, u, c.q[j][r], c.d[j][r], c.m[j][r]);
         }
     }
 }
 
-template <int TYPE, bool NORM, int NROWS>
-__device__ __forceinline__ void chunk_use(const chunk<NROWS> &c, const float *__restrict__ x,
-                                          const float *__restrict__ nw, float rs, int u0, int U, float *acc)
+/* MODE 0: y = W.x; 1: y += W.x (the residual); 2: y = silu(Wg.x) * (Wu.x) (gate and up: the
+ * block's rows are R rows of gate, then the same R rows of up). The first weights are loaded
+ * before waiting for the predecessor kernel (PDL): weights never depend on it, so their latency
+ * overlaps its tail. */
+template <int TYPE, bool NORM, int MODE, int R>
+__global__ void __launch_bounds__(MV_MAXW * 32) mv_rows_kernel(mv3 p, const float *__restrict__ x,
+                                                              const float *__restrict__ nw, float eps, int n_in,
+                                                              int total_rows)
 {
-    constexpr int E = unit_elems<TYPE>::n;
-#pragma unroll
-    for (int j = 0; j < UNROLL; j++) {
-        const int u = u0 + 32 * j;
-        if (u < U) {
-            float xv[E];
-            load_unit<TYPE, NORM>(x, nw, rs, u, xv);
-#pragma unroll
-            for (int r = 0; r < NROWS; r++)
-                acc[r] += unit_dot<TYPE>(c.q[r][j], c.d[r][j], c.m[r][j], xv);
-        }
-    }
-}
-
-/* MODE 0: y = W.x; 1: y += W.x (the residual); 2: y[0] = silu(W0.x) * (W1.x) (gate and up).
- * The first chunk of weights is loaded before waiting for the predecessor kernel (PDL): weights
- * never depend on it, so their latency overlaps its tail. */
-template <int TYPE, bool NORM, int MODE>
-__global__ void __launch_bounds__(MW * 32) mv_fused_kernel(mv3 p, const float *__restrict__ x,
-                                                          const float *__restrict__ nw, float eps, int n_in,
-                                                          int total_rows)
-{
-    constexpr int NR = MODE == 2 ? 2 : 1, E = unit_elems<TYPE>::n;
-    const int U = n_in / E;
-    const int grow = blockIdx.x * MW + threadIdx.x / 32, lane = threadIdx.x & 31;
-    const bool live = grow < total_rows;
+    constexpr int NR = MODE == 2 ? 2 * R : R, E = unit_elems<TYPE>::n;
+    const int U = n_in / E, T = blockDim.x, t = threadIdx.x, lane = t & 31, wid = t >> 5;
+    const int g0 = blockIdx.x * R;
     const void *qs[NR];
     const __half *dd[NR], *mm[NR];
+    float *yy[NR];
     size_t row[NR];
-    float *y = p.y[0];
-    if (MODE == 2) {
+    bool on[NR];
 #pragma unroll
-        for (int r = 0; r < NR; r++)
-            qs[r] = p.qs[r], dd[r] = p.d[r], mm[r] = p.m[r], row[r] = (size_t)grow;
-    } else {
-        // which matrix: uniform per warp, resolved with constant indices (no local copy of p)
-        int rr = grow;
-        qs[0] = p.qs[0], dd[0] = p.d[0], mm[0] = p.m[0];
-        if (rr >= p.rows[0]) {
-            rr -= p.rows[0];
-            qs[0] = p.qs[1], dd[0] = p.d[1], mm[0] = p.m[1], y = p.y[1];
-            if (rr >= p.rows[1]) {
-                rr -= p.rows[1];
-                qs[0] = p.qs[2], dd[0] = p.d[2], mm[0] = p.m[2], y = p.y[2];
+    for (int r = 0; r < NR; r++) {
+        const int g = g0 + (MODE == 2 ? r % R : r);
+        on[r] = g < total_rows;
+        if (MODE == 2) {
+            const int k = r / R;
+            qs[r] = p.qs[k], dd[r] = p.d[k], mm[r] = p.m[k], yy[r] = p.y[0], row[r] = (size_t)g;
+        } else {
+            // which matrix: resolved with constant indices (no local copy of p)
+            int rr = g;
+            qs[r] = p.qs[0], dd[r] = p.d[0], mm[r] = p.m[0], yy[r] = p.y[0];
+            if (rr >= p.rows[0]) {
+                rr -= p.rows[0];
+                qs[r] = p.qs[1], dd[r] = p.d[1], mm[r] = p.m[1], yy[r] = p.y[1];
+                if (rr >= p.rows[1]) {
+                    rr -= p.rows[1];
+                    qs[r] = p.qs[2], dd[r] = p.d[2], mm[r] = p.m[2], yy[r] = p.y[2];
+                }
             }
+            row[r] = (size_t)rr;
         }
-        row[0] = (size_t)rr;
     }
     chunk<NR> c;
-    if (live)
-        chunk_load<TYPE, NR>(c, qs, dd, mm, row, n_in, lane, U);
+    chunk_load<TYPE, NR>(c, qs, dd, mm, row, on, n_in, t, T, U);
     pdl_wait_then_release();
     float rs = 1.0f;
+    __shared__ float red[NR > 32 ? NR : 32][MV_MAXW];
     if (NORM) {
-        __shared__ float red[32];
         float ss = 0.0f;
-        for (int i = threadIdx.x * 4; i < n_in; i += blockDim.x * 4) {
+        for (int i = t * 4; i < n_in; i += T * 4) {
             const float4 v = __ldg((const float4 *)(x + i));
             ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
         }
-        rs = 1.0f / sqrtf(block_sum(ss, red) / (float)n_in + eps);
+        rs = 1.0f / sqrtf(block_sum(ss, &red[0][0]) / (float)n_in + eps);
+        __syncthreads(); // red is reused below
     }
-    if (!live)
-        return;
     float acc[NR];
 #pragma unroll
     for (int r = 0; r < NR; r++)
         acc[r] = 0.0f;
-    for (int u0 = lane; u0 < U; u0 += 32 * UNROLL) {
-        if (u0 != lane)
-            chunk_load<TYPE, NR>(c, qs, dd, mm, row, n_in, u0, U);
-        chunk_use<TYPE, NORM, NR>(c, x, nw, rs, u0, U, acc);
+    for (int u0 = t; u0 < U; u0 += T * UNROLL) {
+        if (u0 != t)
+            chunk_load<TYPE, NR>(c, qs, dd, mm, row, on, n_in, u0, T, U);
+#pragma unroll
+        for (int j = 0; j < UNROLL; j++) {
+            const int u = u0 + T * j;
+            if (u < U) {
+                float xv[E];
+                load_unit<TYPE, NORM>(x, nw, rs, u, xv);
+#pragma unroll
+                for (int r = 0; r < NR; r++)
+                    if (on[r])
+                        acc[r] += unit_dot<TYPE>(c.q[j][r], c.d[j][r], c.m[j][r], xv);
+            }
+        }
     }
-    if (MODE == 2) {
-        const float g = warp_sum(acc[0]), u = warp_sum(acc[NR - 1]);
+#pragma unroll
+    for (int r = 0; r < NR; r++) {
+        const float v = warp_sum(acc[r]);
         if (lane == 0)
-            p.y[0][grow] = g / (1.0f + expf(-g)) * u;
-        return;
+            red[r][wid] = v;
     }
-    const float a = warp_sum(acc[0]);
-    if (lane == 0)
-        y[row[0]] = MODE == 1 ? y[row[0]] + a : a;
+    __syncthreads();
+    const int nwarps = T >> 5;
+#pragma unroll
+    for (int r = 0; r < (MODE == 2 ? R : NR); r++) {
+        if (t == r && on[r]) {
+            float a = 0.0f;
+            for (int w = 0; w < nwarps; w++)
+                a += red[r][w];
+            if (MODE == 2) {
+                float u = 0.0f;
+                for (int w = 0; w < nwarps; w++)
+                    u += red[R + r][w];
+                yy[r][row[r]] = a / (1.0f + expf(-a)) * u;
+            } else {
+                yy[r][row[r]] = MODE == 1 ? yy[r][row[r]] + a : a;
+            }
+        }
+    }
 }
 
 /* Launches a kernel on s, with programmatic dependent launch when enabled for this thread's
@@ -545,17 +559,22 @@ cudaError_t launch(void (*k)(P...), dim3 grid, dim3 block, size_t smem, cudaStre
     return cudaLaunchKernelEx(&cfg, k, args...);
 }
 
+/* Rows per block: 4 (gate/up: 2 of each); threads per block: enough warps that most threads own
+ * at least one unit of a row (short rows, e.g. 576 wide, run one warp per block). */
 template <bool NORM, int MODE>
-cudaError_t launch_fused(int type, const mv3 &p, const float *x, const float *nw, float eps, int n_in, int rows,
+cudaError_t launch_fused(int type, const mv3 &p, const float *x, const float *norm_w, float eps, int n_in, int rows,
                          cudaStream_t s)
 {
-    const dim3 grid((unsigned)((rows + MW - 1) / MW)), block(MW * 32);
+    constexpr int R = MODE == 2 ? 2 : 4;
+    const int E = type == T_Q8_0 ? 16 : (type == T_Q4_0 || type == T_Q4_1) ? 32 : 8, U = n_in / E;
+    const int warps = U >= 32 * MV_MAXW ? MV_MAXW : U >= 64 ? 2 : 1;
+    const dim3 grid((unsigned)((rows + R - 1) / R)), block((unsigned)warps * 32);
     switch (type) {
-    case T_F16: return launch(mv_fused_kernel<T_F16, NORM, MODE>, grid, block, 0, s, p, x, nw, eps, n_in, rows);
-    case T_BF16: return launch(mv_fused_kernel<T_BF16, NORM, MODE>, grid, block, 0, s, p, x, nw, eps, n_in, rows);
-    case T_Q8_0: return launch(mv_fused_kernel<T_Q8_0, NORM, MODE>, grid, block, 0, s, p, x, nw, eps, n_in, rows);
-    case T_Q4_0: return launch(mv_fused_kernel<T_Q4_0, NORM, MODE>, grid, block, 0, s, p, x, nw, eps, n_in, rows);
-    case T_Q4_1: return launch(mv_fused_kernel<T_Q4_1, NORM, MODE>, grid, block, 0, s, p, x, nw, eps, n_in, rows);
+    case T_F16: return launch(mv_rows_kernel<T_F16, NORM, MODE, R>, grid, block, 0, s, p, x, norm_w, eps, n_in, rows);
+    case T_BF16: return launch(mv_rows_kernel<T_BF16, NORM, MODE, R>, grid, block, 0, s, p, x, norm_w, eps, n_in, rows);
+    case T_Q8_0: return launch(mv_rows_kernel<T_Q8_0, NORM, MODE, R>, grid, block, 0, s, p, x, norm_w, eps, n_in, rows);
+    case T_Q4_0: return launch(mv_rows_kernel<T_Q4_0, NORM, MODE, R>, grid, block, 0, s, p, x, norm_w, eps, n_in, rows);
+    case T_Q4_1: return launch(mv_rows_kernel<T_Q4_1, NORM, MODE, R>, grid, block, 0, s, p, x, norm_w, eps, n_in, rows);
     default: return cudaErrorInvalidValue;
     }
 }
