@@ -464,7 +464,7 @@ static bool same_shape(const shoal_cu_mat_t *a, const shoal_cu_mat_t *b)
     return a->type == b->type && a->n_in == b->n_in;
 }
 
-/* The fused decode layer: 6 launches instead of 12 (matrices of unlike types keep the separate
+/* The fused decode layer: 5 launches instead of 12 (matrices of unlike types keep the separate
  * kernels for their part). */
 static cudaError_t layer_step_fused(shoal_cuda_llama_ctx_t *c, int l, const int32_t *d_pos)
 {
@@ -485,9 +485,8 @@ static cudaError_t layer_step_fused(shoal_cuda_llama_ctx_t *c, int l, const int3
         return e;
     const shoal_cu_mat_t *wo[1] = {&L->wo}, *wd[1] = {&L->down};
     float *yx[1] = {c->x};
-    if ((e = shoal_cu_rope_store(c->q, c->k, c->v, kc, vc, c->w->inv_freq, d_pos, hp->n_head, hp->n_head_kv,
-                                 hp->head_dim, hp->rope_dim, s)) ||
-        (e = shoal_cu_attention(c->q, kc, vc, d_pos, c->att, hp->n_head, hp->n_head_kv, hp->head_dim, c->n_ctx, s)) ||
+    if ((e = shoal_cu_rope_attention(c->q, c->k, c->v, kc, vc, c->w->inv_freq, d_pos, c->att, hp->n_head,
+                                     hp->n_head_kv, hp->head_dim, hp->rope_dim, c->n_ctx, s)) ||
         (e = shoal_cu_matvec_fused(wo, yx, 1, c->att, NULL, 0.0f, 1, s)))
         return e;
     if (same_shape(&L->gate, &L->up) && L->gate.n_out == L->up.n_out)

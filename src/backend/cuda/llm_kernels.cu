@@ -313,6 +313,110 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_kernel(const float *__r
     }
 }
 
+/* Decode attention with RoPE and the cache store folded in (the fused path's one launch for what
+ * rope_store_kernel + attention_kernel do in two). One block per query head: it rotates its q
+ * head and its kv head's new k (the same double-precision angles as rope_store_kernel, so the
+ * same floats), keeps them and the new v in shared memory for the current position, and the
+ * first block of each kv group stores the new k and v rows into the cache. Other positions come
+ * from the cache, which no block of this launch writes elsewhere. Scores: one thread per
+ * position, the whole head-dimension dot product from float4 loads (no per-position warp
+ * reduction, so a thread's loads are all in flight at once); the weighted sum of V: thread t
+ * takes dimension t % hd over positions congruent to t / hd, four at a time. */
+__global__ void __launch_bounds__(ATT_THREADS) rope_attention_kernel(const float *__restrict__ q,
+                                                                    const float *__restrict__ k,
+                                                                    const float *__restrict__ v, float *__restrict__ kc,
+                                                                    float *__restrict__ vc,
+                                                                    const float *__restrict__ inv_freq,
+                                                                    const int32_t *__restrict__ posp,
+                                                                    float *__restrict__ out, int n_head, int n_kv, int hd,
+                                                                    int rope_dim)
+{
+    pdl_wait_then_release();
+    extern __shared__ float smem[];
+    __shared__ float red[32];
+    const int h = blockIdx.x, group = n_head / n_kv, kvh = h / group, kv_dim = n_kv * hd;
+    const int pos = *posp, n = pos + 1, t = threadIdx.x, T = blockDim.x;
+    float *qs = smem, *kcur = qs + hd, *vcur = kcur + hd, *sc = vcur + hd, *part = sc + n;
+    const float *qh = q + (size_t)h * hd, *kh = k + (size_t)kvh * hd, *vh = v + (size_t)kvh * hd;
+    for (int i = t; i < hd / 2; i += T) {
+        float a = qh[2 * i], b = qh[2 * i + 1], ka = kh[2 * i], kb = kh[2 * i + 1];
+        if (2 * i < rope_dim) {
+            double sn, cs;
+            sincos((double)pos * (double)inv_freq[i], &sn, &cs);
+            const float c = (float)cs, s = (float)sn;
+            qs[2 * i] = a * c - b * s, qs[2 * i + 1] = a * s + b * c;
+            kcur[2 * i] = ka * c - kb * s, kcur[2 * i + 1] = ka * s + kb * c;
+        } else {
+            qs[2 * i] = a, qs[2 * i + 1] = b, kcur[2 * i] = ka, kcur[2 * i + 1] = kb;
+        }
+        vcur[2 * i] = vh[2 * i], vcur[2 * i + 1] = vh[2 * i + 1];
+    }
+    __syncthreads();
+    float *krow = kc + (size_t)pos * kv_dim + (size_t)kvh * hd, *vrow = vc + (size_t)pos * kv_dim + (size_t)kvh * hd;
+    if (h % group == 0)
+        for (int i = t; i < hd; i += T)
+            krow[i] = kcur[i], vrow[i] = vcur[i];
+    const float scale = rsqrtf((float)hd);
+    float mx = -INFINITY;
+    for (int p = t; p < n; p += T) {
+        const float *kr = p == pos ? kcur : kc + (size_t)p * kv_dim + (size_t)kvh * hd;
+        float s0 = 0.0f, s1 = 0.0f;
+        if ((hd & 7) == 0) {
+#pragma unroll 4
+            for (int i = 0; i < hd; i += 8) {
+                const float4 a = *(const float4 *)(kr + i), b = *(const float4 *)(kr + i + 4);
+                const float4 x = *(const float4 *)(qs + i), y = *(const float4 *)(qs + i + 4);
+                s0 += a.x * x.x + a.y * x.y + a.z * x.z + a.w * x.w;
+                s1 += b.x * y.x + b.y * y.y + b.z * y.z + b.w * y.w;
+            }
+        } else {
+            for (int i = 0; i < hd; i++)
+                s0 += kr[i] * qs[i];
+        }
+        const float sv = (s0 + s1) * scale;
+        sc[p] = sv;
+        mx = fmaxf(mx, sv);
+    }
+    const int lane = t & 31, wid = t >> 5, nw = T >> 5;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    if (lane == 0)
+        red[wid] = mx;
+    __syncthreads();
+    mx = -INFINITY;
+    for (int i = 0; i < nw; i++)
+        mx = fmaxf(mx, red[i]);
+    float l = 0.0f;
+    for (int p = t; p < n; p += T) {
+        const float e = expf(sc[p] - mx);
+        sc[p] = e;
+        l += e;
+    }
+    l = block_sum(l, red); // also orders the sc writes before the reads below
+    const int groups = T / hd, d = t % hd, g = t / hd;
+    float acc = 0.0f;
+    if (g < groups) {
+        const float *vcol = vc + (size_t)kvh * hd + d;
+        int p = g;
+        for (; p + 3 * groups < pos; p += 4 * groups) {
+            const float v0 = vcol[(size_t)p * kv_dim], v1 = vcol[(size_t)(p + groups) * kv_dim];
+            const float v2 = vcol[(size_t)(p + 2 * groups) * kv_dim], v3 = vcol[(size_t)(p + 3 * groups) * kv_dim];
+            acc += sc[p] * v0 + sc[p + groups] * v1 + sc[p + 2 * groups] * v2 + sc[p + 3 * groups] * v3;
+        }
+        for (; p < n; p += groups)
+            acc += sc[p] * (p == pos ? vcur[d] : vcol[(size_t)p * kv_dim]);
+    }
+    part[t] = acc;
+    __syncthreads();
+    if (t < hd) {
+        float s = 0.0f;
+        for (int i = 0; i < groups; i++)
+            s += part[i * hd + t];
+        out[(size_t)h * hd + t] = s / l;
+    }
+}
+
 /* ---- fused decode kernels: fewer launches per layer, more weight bytes in flight ----
  *
  * A block owns R output rows (of up to three matrices of one type and width, run on in order; for
@@ -324,7 +428,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_kernel(const float *__r
  * sums meet in a warp and then a shared-memory reduction. With NORM the block first computes x's
  * RMS scale and each thread normalises what it loads; gate/up rows leave silu(g) * u. */
 
-constexpr int MV_MAXW = 4, UNROLL = 2; // warps per block at most, units in flight per thread and row
+constexpr int MV_MAXW = 8, UNROLL = 2; // warps per block at most, units in flight per thread and row
 
 struct mv3 {
     const void *qs[3];
@@ -353,6 +457,21 @@ __device__ __forceinline__ void load_unit(const float *__restrict__ x, const flo
     }
 }
 
+/* Small integers to float without the conversion unit (a quarter of the FMA rate on Hopper, and
+ * a quantised unit needs 16 or 32 conversions per 16 bytes): byte j of u is placed in the low
+ * mantissa bits of a float whose exponent makes one mantissa step 1.0, and the bias subtracted.
+ * Exact, so the sums equal matvec_kernel's conversions bit for bit.
+ * i8f: byte j of u is a signed byte XOR 0x80 (value + 128); u4f: byte j of u is in [0, 15]. */
+__device__ __forceinline__ float i8f(uint32_t u, int j)
+{
+    return __int_as_float(__byte_perm(u, 0x4B400000u, 0x7650u | (unsigned)j)) - 12583040.0f; // 1.5 * 2^23 + 128
+}
+
+__device__ __forceinline__ float u4f(uint32_t u, int j)
+{
+    return __int_as_float(__byte_perm(u, 0x4B000000u, 0x7650u | (unsigned)j)) - 8388608.0f; // 2^23
+}
+
 /* One unit's contribution from its 16 payload bytes q (and the block's scale / minimum), with
  * matvec_kernel's association within the unit. */
 template <int TYPE>
@@ -377,20 +496,22 @@ __device__ __forceinline__ float unit_dot(uint4 q, float d, float m, const float
         return f[0] * xv[0] + f[1] * xv[1] + f[2] * xv[2] + f[3] * xv[3] + f[4] * xv[4] + f[5] * xv[5] + f[6] * xv[6] +
                f[7] * xv[7];
     } else if (TYPE == T_Q8_0) {
-        const int8_t *b = (const int8_t *)&q;
+        const uint32_t w[4] = {q.x, q.y, q.z, q.w};
         float s = 0.0f;
 #pragma unroll
-        for (int k = 0; k < 4; k++)
-            s += (float)b[4 * k] * xv[4 * k] + (float)b[4 * k + 1] * xv[4 * k + 1] + (float)b[4 * k + 2] * xv[4 * k + 2] +
-                 (float)b[4 * k + 3] * xv[4 * k + 3];
+        for (int k = 0; k < 4; k++) {
+            const uint32_t u = w[k] ^ 0x80808080u; // two's complement -> biased by 128
+            s += i8f(u, 0) * xv[4 * k] + i8f(u, 1) * xv[4 * k + 1] + i8f(u, 2) * xv[4 * k + 2] + i8f(u, 3) * xv[4 * k + 3];
+        }
         return s * d;
     } else {
-        const uint8_t *p = (const uint8_t *)&q;
+        const uint32_t w[4] = {q.x, q.y, q.z, q.w};
         float s = 0.0f, sx = 0.0f;
 #pragma unroll
         for (int k = 0; k < 4; k++) {
-            float l0 = p[4 * k] & 15, l1 = p[4 * k + 1] & 15, l2 = p[4 * k + 2] & 15, l3 = p[4 * k + 3] & 15;
-            float h0 = p[4 * k] >> 4, h1 = p[4 * k + 1] >> 4, h2 = p[4 * k + 2] >> 4, h3 = p[4 * k + 3] >> 4;
+            const uint32_t lo = w[k] & 0x0f0f0f0fu, hi = (w[k] >> 4) & 0x0f0f0f0fu;
+            float l0 = u4f(lo, 0), l1 = u4f(lo, 1), l2 = u4f(lo, 2), l3 = u4f(lo, 3);
+            float h0 = u4f(hi, 0), h1 = u4f(hi, 1), h2 = u4f(hi, 2), h3 = u4f(hi, 3);
             s += l0 * xv[4 * k] + l1 * xv[4 * k + 1] + l2 * xv[4 * k + 2] + l3 * xv[4 * k + 3] + h0 * xv[16 + 4 * k] +
                  h1 * xv[16 + 4 * k + 1] + h2 * xv[16 + 4 * k + 2] + h3 * xv[16 + 4 * k + 3];
             sx += xv[4 * k] + xv[4 * k + 1] + xv[4 * k + 2] + xv[4 * k + 3] + xv[16 + 4 * k] + xv[16 + 4 * k + 1] +
@@ -423,27 +544,73 @@ template <int NR> struct chunk {
     float d[UNROLL][NR], m[UNROLL][NR];
 };
 
-template <int TYPE, int NR>
-__device__ __forceinline__ void chunk_load(chunk<NR> &c, const void *const *qs, const __half *const *dd,
-                                           const __half *const *mm, const size_t *row, const bool *on, int n_in,
-                                           int u0, int T, int U)
+/* A row group: R consecutive rows of one matrix (for gate/up, the same R rows of both; the launch
+ * splits matrices whose row counts R does not divide, so a group never straddles two), the
+ * output vector and how many of the R rows exist. */
+struct rgroup {
+    const void *qs[2];
+    const __half *dd[2], *mm[2];
+    float *y;
+    int row0, n;
+};
+
+template <int MODE, int R>
+__device__ __forceinline__ rgroup group_of(const mv3 &p, int grp, int total_rows)
+{
+    rgroup g;
+    int r0 = grp * R, k = 0;
+    if (MODE != 2) {
+        // which matrix: resolved with constant indices (no local copy of p)
+        g.qs[0] = p.qs[0], g.dd[0] = p.d[0], g.mm[0] = p.m[0], g.y = p.y[0];
+        int left = p.rows[0];
+        if (r0 >= p.rows[0]) {
+            r0 -= p.rows[0], k = 1;
+            g.qs[0] = p.qs[1], g.dd[0] = p.d[1], g.mm[0] = p.m[1], g.y = p.y[1], left = p.rows[1];
+            if (r0 >= p.rows[1]) {
+                r0 -= p.rows[1], k = 2;
+                g.qs[0] = p.qs[2], g.dd[0] = p.d[2], g.mm[0] = p.m[2], g.y = p.y[2], left = p.rows[2];
+            }
+        }
+        g.qs[1] = g.qs[0], g.dd[1] = g.dd[0], g.mm[1] = g.mm[0];
+        left -= r0;
+        g.n = grp * R < total_rows ? (left < R ? left : R) : 0;
+    } else {
+        g.qs[0] = p.qs[0], g.dd[0] = p.d[0], g.mm[0] = p.m[0];
+        g.qs[1] = p.qs[1], g.dd[1] = p.d[1], g.mm[1] = p.m[1];
+        g.y = p.y[0];
+        const int left = total_rows - r0;
+        g.n = left <= 0 ? 0 : left < R ? left : R;
+    }
+    (void)k;
+    g.row0 = r0;
+    return g;
+}
+
+/* Row r of the block's NR: matrix r / R for gate/up (rows r % R), else the group's only one. */
+template <int TYPE, int MODE, int R, int NR>
+__device__ __forceinline__ void chunk_load(chunk<NR> &c, const rgroup &g, int n_in, int u0, int T, int U)
 {
 #pragma unroll
     for (int j = 0; j < UNROLL; j++) {
         const int u = u0 + T * j;
         if (u < U) {
 #pragma unroll
-            for (int r = 0; r < NR; r++)
-                if (on[r])
-                    unit_load<TYPE>(qs[r], dd[r], mm[r], row[r], n_in, u, c.q[j][r], c.d[j][r], c.m[j][r]);
+            for (int r = 0; r < NR; r++) {
+                const int k = MODE == 2 ? r / R : 0, rr = r % R;
+                if (rr < g.n)
+                    unit_load<TYPE>(g.qs[k], g.dd[k], g.mm[k], (size_t)(g.row0 + rr), n_in, u, c.q[j][r], c.d[j][r],
+                                    c.m[j][r]);
+            }
         }
     }
 }
 
-/* MODE 0: y = W.x; 1: y += W.x (the residual); 2: y = silu(Wg.x) * (Wu.x) (gate and up: the
- * block's rows are R rows of gate, then the same R rows of up). The first weights are loaded
- * before waiting for the predecessor kernel (PDL): weights never depend on it, so their latency
- * overlaps its tail. */
+/* MODE 0: y = W.x; 1: y += W.x (the residual); 2: y = silu(Wg.x) * (Wu.x) (gate and up).
+ * Blocks stay resident and take row groups blockIdx.x, + gridDim.x, ... (the launch sizes the grid
+ * to what the GPU holds at once), so the RMS scale is computed once per block and no group waits
+ * for a new block to start. The first weights are loaded before waiting for the predecessor
+ * kernel (PDL: weights never depend on it, so their latency overlaps its tail), and each next
+ * group's first weights are in flight while the current group's sums are reduced and stored. */
 template <int TYPE, bool NORM, int MODE, int R>
 __global__ void __launch_bounds__(MV_MAXW * 32) mv_rows_kernel(mv3 p, const float *__restrict__ x,
                                                               const float *__restrict__ nw, float eps, int n_in,
@@ -451,36 +618,11 @@ __global__ void __launch_bounds__(MV_MAXW * 32) mv_rows_kernel(mv3 p, const floa
 {
     constexpr int NR = MODE == 2 ? 2 * R : R, E = unit_elems<TYPE>::n;
     const int U = n_in / E, T = blockDim.x, t = threadIdx.x, lane = t & 31, wid = t >> 5;
-    const int g0 = blockIdx.x * R;
-    const void *qs[NR];
-    const __half *dd[NR], *mm[NR];
-    float *yy[NR];
-    size_t row[NR];
-    bool on[NR];
-#pragma unroll
-    for (int r = 0; r < NR; r++) {
-        const int g = g0 + (MODE == 2 ? r % R : r);
-        on[r] = g < total_rows;
-        if (MODE == 2) {
-            const int k = r / R;
-            qs[r] = p.qs[k], dd[r] = p.d[k], mm[r] = p.m[k], yy[r] = p.y[0], row[r] = (size_t)g;
-        } else {
-            // which matrix: resolved with constant indices (no local copy of p)
-            int rr = g;
-            qs[r] = p.qs[0], dd[r] = p.d[0], mm[r] = p.m[0], yy[r] = p.y[0];
-            if (rr >= p.rows[0]) {
-                rr -= p.rows[0];
-                qs[r] = p.qs[1], dd[r] = p.d[1], mm[r] = p.m[1], yy[r] = p.y[1];
-                if (rr >= p.rows[1]) {
-                    rr -= p.rows[1];
-                    qs[r] = p.qs[2], dd[r] = p.d[2], mm[r] = p.m[2], yy[r] = p.y[2];
-                }
-            }
-            row[r] = (size_t)rr;
-        }
-    }
+    const int groups = (total_rows + R - 1) / R;
+    int grp = blockIdx.x;
+    rgroup g = group_of<MODE, R>(p, grp, total_rows);
     chunk<NR> c;
-    chunk_load<TYPE, NR>(c, qs, dd, mm, row, on, n_in, t, T, U);
+    chunk_load<TYPE, MODE, R, NR>(c, g, n_in, t, T, U);
     pdl_wait_then_release();
     float rs = 1.0f;
     __shared__ float red[NR > 32 ? NR : 32][MV_MAXW];
@@ -493,49 +635,53 @@ __global__ void __launch_bounds__(MV_MAXW * 32) mv_rows_kernel(mv3 p, const floa
         rs = 1.0f / sqrtf(block_sum(ss, &red[0][0]) / (float)n_in + eps);
         __syncthreads(); // red is reused below
     }
-    float acc[NR];
+    const int nwarps = T >> 5;
+    for (; grp < groups; grp += gridDim.x) {
+        float acc[NR];
 #pragma unroll
-    for (int r = 0; r < NR; r++)
-        acc[r] = 0.0f;
-    for (int u0 = t; u0 < U; u0 += T * UNROLL) {
-        if (u0 != t)
-            chunk_load<TYPE, NR>(c, qs, dd, mm, row, on, n_in, u0, T, U);
+        for (int r = 0; r < NR; r++)
+            acc[r] = 0.0f;
+        for (int u0 = t; u0 < U; u0 += T * UNROLL) {
+            if (u0 != t)
+                chunk_load<TYPE, MODE, R, NR>(c, g, n_in, u0, T, U);
 #pragma unroll
-        for (int j = 0; j < UNROLL; j++) {
-            const int u = u0 + T * j;
-            if (u < U) {
-                float xv[E];
-                load_unit<TYPE, NORM>(x, nw, rs, u, xv);
+            for (int j = 0; j < UNROLL; j++) {
+                const int u = u0 + T * j;
+                if (u < U) {
+                    float xv[E];
+                    load_unit<TYPE, NORM>(x, nw, rs, u, xv);
 #pragma unroll
-                for (int r = 0; r < NR; r++)
-                    if (on[r])
-                        acc[r] += unit_dot<TYPE>(c.q[j][r], c.d[j][r], c.m[j][r], xv);
+                    for (int r = 0; r < NR; r++)
+                        if (r % R < g.n)
+                            acc[r] += unit_dot<TYPE>(c.q[j][r], c.d[j][r], c.m[j][r], xv);
+                }
             }
         }
-    }
+        float *const out = g.y + g.row0;
+        const int n_out = g.n;
+        g = group_of<MODE, R>(p, grp + (int)gridDim.x, total_rows);
+        chunk_load<TYPE, MODE, R, NR>(c, g, n_in, t, T, U); // the next group's first weights (none past the end)
 #pragma unroll
-    for (int r = 0; r < NR; r++) {
-        const float v = warp_sum(acc[r]);
-        if (lane == 0)
-            red[r][wid] = v;
-    }
-    __syncthreads();
-    const int nwarps = T >> 5;
-#pragma unroll
-    for (int r = 0; r < (MODE == 2 ? R : NR); r++) {
-        if (t == r && on[r]) {
+        for (int r = 0; r < NR; r++) {
+            const float v = warp_sum(acc[r]);
+            if (lane == 0)
+                red[r][wid] = v;
+        }
+        __syncthreads();
+        if (t < n_out) {
             float a = 0.0f;
             for (int w = 0; w < nwarps; w++)
-                a += red[r][w];
+                a += red[t][w];
             if (MODE == 2) {
                 float u = 0.0f;
                 for (int w = 0; w < nwarps; w++)
-                    u += red[R + r][w];
-                yy[r][row[r]] = a / (1.0f + expf(-a)) * u;
+                    u += red[R + t][w];
+                out[t] = a / (1.0f + expf(-a)) * u;
             } else {
-                yy[r][row[r]] = MODE == 1 ? yy[r][row[r]] + a : a;
+                out[t] = MODE == 1 ? out[t] + a : a;
             }
         }
+        __syncthreads(); // red is rewritten by the next group
     }
 }
 
@@ -559,22 +705,44 @@ cudaError_t launch(void (*k)(P...), dim3 grid, dim3 block, size_t smem, cudaStre
     return cudaLaunchKernelEx(&cfg, k, args...);
 }
 
-/* Rows per block: 4 (gate/up: 2 of each); threads per block: enough warps that most threads own
- * at least one unit of a row (short rows, e.g. 576 wide, run one warp per block). */
+/* Rows per group: 4 (gate/up: 2 of each). Threads per block: enough warps that each thread owns
+ * UNROLL units of a row (a 576-wide row runs one warp; 8192-wide, eight). Blocks: as many as the
+ * GPU holds at once (they loop over the groups), or fewer when there are fewer groups. */
+template <typename K>
+static unsigned resident_grid(K kernel, int threads, int groups)
+{
+    int dev = 0, sms = 0, per_sm = 0;
+    if (cudaGetDevice(&dev) || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0) || per_sm < 1 || sms < 1) {
+        cudaGetLastError();
+        return (unsigned)groups; // one group per block: correct, only slower
+    }
+    const long cap = (long)sms * per_sm;
+    return (unsigned)(groups < cap ? groups : cap);
+}
+
+template <int TYPE, bool NORM, int MODE>
+cudaError_t launch_rows(const mv3 &p, const float *x, const float *norm_w, float eps, int n_in, int rows, cudaStream_t s)
+{
+    constexpr int R = MODE == 2 ? 2 : 4;
+    const int U = n_in / unit_elems<TYPE>::n, per = 32 * UNROLL;
+    const int warps = U >= per * MV_MAXW ? MV_MAXW : U >= per * 4 ? 4 : U >= per * 2 ? 2 : 1;
+    const int groups = (rows + R - 1) / R;
+    auto k = mv_rows_kernel<TYPE, NORM, MODE, R>;
+    return launch(k, dim3(resident_grid(k, warps * 32, groups)), dim3((unsigned)warps * 32), 0, s, p, x, norm_w, eps,
+                  n_in, rows);
+}
+
 template <bool NORM, int MODE>
 cudaError_t launch_fused(int type, const mv3 &p, const float *x, const float *norm_w, float eps, int n_in, int rows,
                          cudaStream_t s)
 {
-    constexpr int R = MODE == 2 ? 2 : 4;
-    const int E = type == T_Q8_0 ? 16 : (type == T_Q4_0 || type == T_Q4_1) ? 32 : 8, U = n_in / E;
-    const int warps = U >= 32 * MV_MAXW ? MV_MAXW : U >= 64 ? 2 : 1;
-    const dim3 grid((unsigned)((rows + R - 1) / R)), block((unsigned)warps * 32);
     switch (type) {
-    case T_F16: return launch(mv_rows_kernel<T_F16, NORM, MODE, R>, grid, block, 0, s, p, x, norm_w, eps, n_in, rows);
-    case T_BF16: return launch(mv_rows_kernel<T_BF16, NORM, MODE, R>, grid, block, 0, s, p, x, norm_w, eps, n_in, rows);
-    case T_Q8_0: return launch(mv_rows_kernel<T_Q8_0, NORM, MODE, R>, grid, block, 0, s, p, x, norm_w, eps, n_in, rows);
-    case T_Q4_0: return launch(mv_rows_kernel<T_Q4_0, NORM, MODE, R>, grid, block, 0, s, p, x, norm_w, eps, n_in, rows);
-    case T_Q4_1: return launch(mv_rows_kernel<T_Q4_1, NORM, MODE, R>, grid, block, 0, s, p, x, norm_w, eps, n_in, rows);
+    case T_F16: return launch_rows<T_F16, NORM, MODE>(p, x, norm_w, eps, n_in, rows, s);
+    case T_BF16: return launch_rows<T_BF16, NORM, MODE>(p, x, norm_w, eps, n_in, rows, s);
+    case T_Q8_0: return launch_rows<T_Q8_0, NORM, MODE>(p, x, norm_w, eps, n_in, rows, s);
+    case T_Q4_0: return launch_rows<T_Q4_0, NORM, MODE>(p, x, norm_w, eps, n_in, rows, s);
+    case T_Q4_1: return launch_rows<T_Q4_1, NORM, MODE>(p, x, norm_w, eps, n_in, rows, s);
     default: return cudaErrorInvalidValue;
     }
 }
@@ -627,6 +795,8 @@ __global__ void argmax_kernel(const float *__restrict__ x, int n, int32_t *__res
 }
 
 size_t attention_smem(int hd, int n_ctx) { return (size_t)(hd + n_ctx + ATT_THREADS) * sizeof(float); }
+// q, k and v of the current position, scores, partial sums
+size_t rope_attention_smem(int hd, int n_ctx) { return (size_t)(3 * hd + n_ctx + ATT_THREADS) * sizeof(float); }
 
 } // namespace
 
@@ -695,10 +865,22 @@ cudaError_t shoal_cu_rope_store_batch(float *q, const float *k, const float *v, 
 cudaError_t shoal_cu_attention_prepare(int n_ctx)
 {
     // llm_cuda.c accepts head dimensions up to ATT_THREADS
-    size_t bytes = attention_smem(ATT_THREADS, n_ctx);
+    size_t bytes = rope_attention_smem(ATT_THREADS, n_ctx);
     if (bytes <= 48 * 1024)
         return cudaSuccess;
-    return cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+    cudaError_t e = cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         (int)attention_smem(ATT_THREADS, n_ctx));
+    if (e)
+        return e;
+    return cudaFuncSetAttribute(rope_attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+}
+
+cudaError_t shoal_cu_rope_attention(const float *q, const float *k, const float *v, float *kcache, float *vcache,
+                                    const float *inv_freq, const int32_t *pos, float *out, int n_head, int n_kv,
+                                    int head_dim, int rope_dim, int n_ctx, cudaStream_t s)
+{
+    return launch(rope_attention_kernel, dim3((unsigned)n_head), dim3(ATT_THREADS), rope_attention_smem(head_dim, n_ctx),
+                  s, q, k, v, kcache, vcache, inv_freq, pos, out, n_head, n_kv, head_dim, rope_dim);
 }
 
 cudaError_t shoal_cu_attention(const float *q, const float *kcache, const float *vcache, const int32_t *pos,
@@ -734,6 +916,15 @@ cudaError_t shoal_cu_matvec_fused(const shoal_cu_mat_t *const *w, float *const *
     }
     for (int i = n_mats; i < 3; i++)
         p.rows[i] = 0x7fffffff;
+    /* a row group never straddles two matrices: where 4 does not divide a matrix's rows (all
+     * but the last), each matrix gets its own launch */
+    for (int i = 0; i + 1 < n_mats; i++)
+        if (w[i]->n_out % 4) {
+            cudaError_t e = cudaSuccess;
+            for (int j = 0; j < n_mats && !e; j++)
+                e = shoal_cu_matvec_fused(&w[j], &y[j], 1, x, norm_w, eps, accumulate, s);
+            return e;
+        }
     if (norm_w)
         return launch_fused<true, 0>((int)w[0]->type, p, x, norm_w, eps, w[0]->n_in, rows, s);
     if (accumulate)

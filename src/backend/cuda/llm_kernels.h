@@ -40,6 +40,11 @@ cudaError_t shoal_cu_rope_store(float *q, const float *k, const float *v, float 
 /* Decode attention of every query head over cache rows [0, *pos + 1): out (n_head, head_dim). */
 cudaError_t shoal_cu_attention(const float *q, const float *kcache, const float *vcache, const int32_t *pos,
                                float *out, int n_head, int n_kv, int head_dim, int n_ctx, cudaStream_t s);
+/* The two above in one launch for one token (the fused decode path): rotates q and the new k at
+ * *pos, stores k and v into row *pos of the caches and attends over rows [0, *pos]. */
+cudaError_t shoal_cu_rope_attention(const float *q, const float *k, const float *v, float *kcache, float *vcache,
+                                    const float *inv_freq, const int32_t *pos, float *out, int n_head, int n_kv,
+                                    int head_dim, int rope_dim, int n_ctx, cudaStream_t s);
 /* Batched forms for prefill: n_tok tokens whose rows are contiguous (x: (n_tok, n_in); q: (n_tok,
  * n_head * head_dim); k, v: (n_tok, kv_dim); positions pos[0..n_tok)). Each query token attends
  * to cache rows [0, its position]: tokens of one batch see each other causally because their
@@ -73,7 +78,7 @@ cudaError_t shoal_cu_dequant(const shoal_cu_mat_t *e, float *out, cudaStream_t s
 cudaError_t shoal_cu_swiglu(float *g, const float *u, int n, cudaStream_t s);
 /* *out = argmax x (first index on ties). */
 cudaError_t shoal_cu_argmax(const float *x, int n, int32_t *out, cudaStream_t s);
-/* Raises the attention kernel's dynamic shared memory limit for contexts of n_ctx positions. */
+/* Raises the attention kernels' dynamic shared memory limit for contexts of n_ctx positions. */
 cudaError_t shoal_cu_attention_prepare(int n_ctx);
 
 #ifdef __cplusplus
