@@ -234,6 +234,23 @@ static void test_refusals_leave_context_untouched(void **state)
 
     assert_int_equal(shoal_engine_n_past(b), 9);
     assert_memory_equal(k0, k_before, 64 * rb);
+
+    /* An empty context takes the one-pass path (rows written and checksummed together): a corrupt
+     * file is still refused, and nothing becomes valid; the good file then loads exactly. */
+    shoal_engine_t *e = new_ctx(f, 64);
+    memcpy(c, orig, n);
+    c[n - 100] ^= 0x40;
+    spit(bad, c, n);
+    expect_refused(e, f->sha, bad, "checksum");
+    assert_int_equal(shoal_engine_n_past(e), 0);
+    assert_int_equal(shoal_kv_load_safetensors(e, f->sha, good), SHOAL_OK);
+    assert_int_equal(shoal_engine_n_past(e), 12);
+    const float *ka, *va, *ke, *ve;
+    assert_int_equal(shoal_engine_kv_host(a, 3, &ka, &va), SHOAL_OK);
+    assert_int_equal(shoal_engine_kv_host(e, 3, &ke, &ve), SHOAL_OK);
+    assert_memory_equal(ka, ke, 12 * rb);
+    assert_memory_equal(va, ve, 12 * rb);
+    shoal_engine_delete(e);
     free(orig), free(c), free(k_before);
     shoal_engine_delete(a);
     shoal_engine_delete(b);

@@ -5,12 +5,14 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/sha256.h"
 #ifdef SHOAL_HAVE_CUDA
 #include "backend/cuda/llm_cuda.h"
 #endif
 
 struct shoal_engine {
     shoal_device_kind_t device;
+    bool kv_external; /* the cache is the caller's memory (a guest's) */
     const shoal_llama_model_t *m;
     shoal_llama_ctx_t *cpu;
 #ifdef SHOAL_HAVE_CUDA
@@ -34,6 +36,7 @@ shoal_status_t shoal_engine_new(const shoal_llama_model_t *m, const shoal_engine
     if (!e) return shoal_fail(SHOAL_E_NOMEM, "engine: out of memory");
     e->m = m;
     e->device = p->device;
+    e->kv_external = p->kv_external != NULL;
     shoal_status_t st;
     if (p->device == SHOAL_DEVICE_CPU) {
         shoal_llama_ctx_params_t cp;
@@ -180,6 +183,22 @@ shoal_status_t shoal_engine_kv_read(shoal_engine_t *e, int layer, int rows, floa
     memcpy(k, ck, bytes);
     memcpy(v, cv, bytes);
     return SHOAL_OK;
+}
+
+shoal_status_t shoal_engine_kv_write_crc(shoal_engine_t *e, int layer, int rows, const float *k, const float *v,
+                                         uint32_t *crc_k, uint32_t *crc_v)
+{
+    shoal_status_t st = check_rows(e, layer, rows);
+    if (st != SHOAL_OK) return st;
+    if (e->kv_external || shoal_engine_n_past(e) != 0)
+        return shoal_fail(SHOAL_E_UNSUPPORTED, "engine: checked writes need an empty cache of the engine's own");
+#ifdef SHOAL_HAVE_CUDA
+    if (ON_CUDA(e)) return shoal_cuda_llama_kv_write_crc(e->cuda, layer, rows, k, v, crc_k, crc_v);
+#endif
+    size_t bytes = (size_t)rows * (size_t)e->m->hp.kv_dim * sizeof(float);
+    *crc_k = shoal_crc32c_spans(0, &(shoal_span_t){k, bytes}, 1);
+    *crc_v = shoal_crc32c_spans(0, &(shoal_span_t){v, bytes}, 1);
+    return shoal_engine_kv_write(e, layer, rows, k, v);
 }
 
 shoal_status_t shoal_engine_kv_write(shoal_engine_t *e, int layer, int rows, const float *k, const float *v)

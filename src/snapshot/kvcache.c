@@ -211,18 +211,38 @@ shoal_status_t shoal_kv_deserialize(shoal_engine_t *c, const uint8_t model_sha25
         s = shoal_safetensors_get(st, name, "F32", 2, shape, &ts[i]);
         if (s == SHOAL_OK) spans[i] = (shoal_span_t){ts[i]->data, (size_t)ts[i]->nbytes};
     }
+    /* An empty cache of the engine's own is written and checksummed in one pass (on a GPU by the
+     * threads that stage the upload): a mismatch is refused before set_n_past, so no valid row
+     * was overwritten. A cache holding rows, or a guest's memory, is checked first and written
+     * after. */
+    bool checked = false;
+    if (s == SHOAL_OK && shoal_engine_n_past(c) == 0 && n_past > 0) {
+        for (int l = 0; s == SHOAL_OK && l < hp->n_layer; l++) {
+            uint32_t ck, cv;
+            s = shoal_engine_kv_write_crc(c, l, (int)n_past, (const float *)ts[2 * l]->data,
+                                          (const float *)ts[2 * l + 1]->data, &ck, &cv);
+            if (s == SHOAL_E_UNSUPPORTED && l == 0) { /* caller-owned cache: the checksum-first path */
+                shoal_clear_error();
+                s = SHOAL_OK;
+                break;
+            }
+            crc = shoal_crc32c_combine(crc, ck, ts[2 * l]->nbytes);
+            crc = shoal_crc32c_combine(crc, cv, ts[2 * l + 1]->nbytes);
+            checked = l == hp->n_layer - 1;
+        }
+    }
+    if (s == SHOAL_OK && !checked) crc = shoal_crc32c_spans(0, spans, 2 * (size_t)hp->n_layer);
     if (s == SHOAL_OK) {
-        crc = shoal_crc32c_spans(0, spans, 2 * (size_t)hp->n_layer);
         char got[16];
         snprintf(got, sizeof got, "%08" PRIx32, crc);
         if (!crc_s || strcmp(crc_s, got))
             s = shoal_fail(SHOAL_E_FORMAT, "kv: data checksum mismatch (metadata %s, data %s): the file is corrupt",
                            crc_s ? crc_s : "missing", got);
     }
-    /* Everything checked: only now is the context written. */
+    /* Everything checked: only now is the context written (or, written above, declared valid). */
     /* safetensors data offsets are only 8-byte aligned: the rows are copied as bytes (memcpy or
      * cudaMemcpy), never dereferenced as floats here. */
-    for (int l = 0; s == SHOAL_OK && l < hp->n_layer && n_past > 0; l++)
+    for (int l = 0; s == SHOAL_OK && !checked && l < hp->n_layer && n_past > 0; l++)
         s = shoal_engine_kv_write(c, l, (int)n_past, (const float *)ts[2 * l]->data, (const float *)ts[2 * l + 1]->data);
     if (s == SHOAL_OK) s = shoal_engine_set_n_past(c, (int)n_past);
     free(spans);

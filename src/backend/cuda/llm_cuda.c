@@ -15,6 +15,7 @@
 #include "backend/cpu/threadpool.h"
 #include "backend/cuda/llm_kernels.h"
 #include "core/error.h"
+#include "core/sha256.h"
 #include "model/quant.h"
 
 /* ---------------------------------------------------------------- shared weights */
@@ -790,7 +791,7 @@ shoal_status_t shoal_cuda_llama_set_n_past(shoal_cuda_llama_ctx_t *c, int n_past
  * upload at a time), so a restore into a new context pays no pinning. Nothing waits at the end:
  * later work on the stream is ordered after the uploads, set_n_past synchronises and reports, and
  * the caller's buffer is free to go as soon as this returns (every byte has been copied out). */
-enum { STAGE_HALF = 16 << 20, STAGE_MIN = 1 << 20, STAGE_THREADS = 8 };
+enum { STAGE_HALF = 16 << 20, STAGE_MIN = 1 << 20, STAGE_MAX_PARTS = 64 };
 
 static struct {
     pthread_mutex_t lock;
@@ -807,14 +808,20 @@ typedef struct stage_job {
     const uint8_t *src;
     size_t n;
     int parts;
+    bool crc;                        /* also checksum each part (of the pinned copy, still in cache) */
+    uint32_t part_crc[STAGE_MAX_PARTS];
 } stage_job_t;
+
+static size_t part_at(const stage_job_t *j, int i) { return j->n * (size_t)i / (size_t)j->parts; }
 
 static void stage_copy_part(void *ctx, int task, int thread)
 {
     (void)thread;
-    const stage_job_t *j = ctx;
-    size_t a = j->n * (size_t)task / (size_t)j->parts, b = j->n * (size_t)(task + 1) / (size_t)j->parts;
+    stage_job_t *j = ctx;
+    size_t a = part_at(j, task), b = part_at(j, task + 1);
     memcpy(j->dst + a, j->src + a, b - a);
+    if (j->crc)
+        j->part_crc[task] = shoal_crc32c(0, j->dst + a, b - a);
 }
 
 /* Under g_stage.lock: whether staging serves this device (made on first use). */
@@ -833,7 +840,7 @@ static bool stage_ready(int device)
             cudaFreeHost(p);
             return false;
         }
-        if (shoal_threadpool_new(STAGE_THREADS, &g_stage.pool) != SHOAL_OK) {
+        if (shoal_threadpool_new(0, &g_stage.pool) != SHOAL_OK) { /* one thread per CPU */
             g_stage.pool = NULL; /* the copies into the pinned halves then run on the caller */
             shoal_clear_error();
         }
@@ -843,24 +850,31 @@ static bool stage_ready(int device)
     return g_stage.buf && g_stage.device == device;
 }
 
-/* Under g_stage.lock. */
-static cudaError_t staged_upload(cudaStream_t stream, void *dev, const void *host, size_t bytes)
+/* Under g_stage.lock. With crc, *crc is the CRC-32C of the bytes uploaded. */
+static cudaError_t staged_upload(cudaStream_t stream, void *dev, const void *host, size_t bytes, uint32_t *crc)
 {
     cudaError_t e = cudaSuccess;
+    if (crc)
+        *crc = 0;
     for (size_t off = 0; off < bytes && !e; off += STAGE_HALF) {
         const size_t piece = bytes - off < STAGE_HALF ? bytes - off : STAGE_HALF;
         const int h = g_stage.next;
         g_stage.next ^= 1;
         if ((e = cudaEventSynchronize(g_stage.ev[h]))) // this half's previous upload is done
             break;
-        stage_job_t j = {g_stage.buf + (size_t)h * STAGE_HALF, (const uint8_t *)host + off, piece,
-                         g_stage.pool ? shoal_threadpool_size(g_stage.pool) : 1};
-        if (g_stage.pool)
-            shoal_threadpool_parallel_for(g_stage.pool, stage_copy_part, &j, j.parts);
+        int parts = g_stage.pool ? shoal_threadpool_size(g_stage.pool) : 1;
+        if (parts > STAGE_MAX_PARTS)
+            parts = STAGE_MAX_PARTS;
+        stage_job_t j = {g_stage.buf + (size_t)h * STAGE_HALF, (const uint8_t *)host + off, piece, parts, crc != NULL, {0}};
+        if (g_stage.pool && parts > 1)
+            shoal_threadpool_parallel_for(g_stage.pool, stage_copy_part, &j, parts);
         else
-            memcpy(j.dst, j.src, piece);
+            for (int i = 0; i < parts; i++)
+                stage_copy_part(&j, i, 0);
         if (!(e = cudaMemcpyAsync((uint8_t *)dev + off, j.dst, piece, cudaMemcpyHostToDevice, stream)))
             e = cudaEventRecord(g_stage.ev[h], stream);
+        for (int i = 0; crc && i < parts; i++)
+            *crc = shoal_crc32c_combine(*crc, j.part_crc[i], part_at(&j, i + 1) - part_at(&j, i));
     }
     return e;
 }
@@ -876,7 +890,9 @@ static bool pageable(const void *p)
     return at.type == cudaMemoryTypeUnregistered;
 }
 
-static shoal_status_t kv_copy(shoal_cuda_llama_ctx_t *c, int layer, int rows, float *k, float *v, bool to_host)
+/* crc_k, crc_v (uploads only, may be NULL): the CRC-32C of the K and V bytes copied. */
+static shoal_status_t kv_copy(shoal_cuda_llama_ctx_t *c, int layer, int rows, float *k, float *v, bool to_host,
+                              uint32_t *crc_k, uint32_t *crc_v)
 {
     const shoal_llama_hparams_t *hp = &c->m->hp;
     if (layer < 0 || layer >= hp->n_layer || rows < 0 || rows > c->n_ctx || (rows && (!k || !v)))
@@ -891,12 +907,16 @@ static shoal_status_t kv_copy(shoal_cuda_llama_ctx_t *c, int layer, int rows, fl
     if (!to_host && c->kv_owned && bytes >= STAGE_MIN && pageable(k) && pageable(v)) {
         pthread_mutex_lock(&g_stage.lock);
         if (stage_ready(c->device)) {
-            if (!(e = staged_upload(c->stream, kc, k, bytes)))
-                e = staged_upload(c->stream, vc, v, bytes);
+            if (!(e = staged_upload(c->stream, kc, k, bytes, crc_k)))
+                e = staged_upload(c->stream, vc, v, bytes, crc_v);
             pthread_mutex_unlock(&g_stage.lock);
             return e ? cuda_fail(e, "KV upload") : SHOAL_OK;
         }
         pthread_mutex_unlock(&g_stage.lock);
+    }
+    if (crc_k) { /* checksums of a copy that is not staged: their own pass over the rows */
+        *crc_k = shoal_crc32c_spans(0, &(shoal_span_t){k, bytes}, 1);
+        *crc_v = shoal_crc32c_spans(0, &(shoal_span_t){v, bytes}, 1);
     }
     if (to_host)
         e = cudaMemcpyAsync(k, kc, bytes, cudaMemcpyDefault, c->stream);
@@ -912,11 +932,17 @@ static shoal_status_t kv_copy(shoal_cuda_llama_ctx_t *c, int layer, int rows, fl
 
 shoal_status_t shoal_cuda_llama_kv_read(shoal_cuda_llama_ctx_t *c, int layer, int rows, float *k, float *v)
 {
-    return kv_copy(c, layer, rows, k, v, true);
+    return kv_copy(c, layer, rows, k, v, true, NULL, NULL);
 }
 
 shoal_status_t shoal_cuda_llama_kv_write(shoal_cuda_llama_ctx_t *c, int layer, int rows, const float *k,
                                          const float *v)
 {
-    return kv_copy(c, layer, rows, (float *)k, (float *)v, false);
+    return kv_copy(c, layer, rows, (float *)k, (float *)v, false, NULL, NULL);
+}
+
+shoal_status_t shoal_cuda_llama_kv_write_crc(shoal_cuda_llama_ctx_t *c, int layer, int rows, const float *k,
+                                             const float *v, uint32_t *crc_k, uint32_t *crc_v)
+{
+    return kv_copy(c, layer, rows, (float *)k, (float *)v, false, crc_k, crc_v);
 }

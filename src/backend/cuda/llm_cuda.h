@@ -73,6 +73,10 @@ shoal_status_t shoal_cuda_llama_set_n_past(shoal_cuda_llama_ctx_t *c, int n_past
 shoal_status_t shoal_cuda_llama_kv_read(shoal_cuda_llama_ctx_t *c, int layer, int rows, float *k, float *v);
 shoal_status_t shoal_cuda_llama_kv_write(shoal_cuda_llama_ctx_t *c, int layer, int rows, const float *k,
                                          const float *v);
+/* As kv_write, and *crc_k / *crc_v = the CRC-32C of the K / V bytes, computed by the threads that
+ * stage the rows for the upload (no pass of their own over the source). */
+shoal_status_t shoal_cuda_llama_kv_write_crc(shoal_cuda_llama_ctx_t *c, int layer, int rows, const float *k,
+                                             const float *v, uint32_t *crc_k, uint32_t *crc_v);
 
 /* Device bytes held by the shared weights of m (0 if not uploaded). */
 size_t shoal_cuda_llama_weight_bytes(const shoal_llama_model_t *m);

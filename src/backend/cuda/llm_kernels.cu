@@ -321,7 +321,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_kernel(const float *__r
  * from the cache, which no block of this launch writes elsewhere. Scores: one thread per
  * position, the whole head-dimension dot product from float4 loads (no per-position warp
  * reduction, so a thread's loads are all in flight at once); the weighted sum of V: thread t
- * takes dimension t % hd over positions congruent to t / hd, four at a time. */
+ * takes dimension t % hd over positions congruent to t / hd, eight at a time. */
 __global__ void __launch_bounds__(ATT_THREADS) rope_attention_kernel(const float *__restrict__ q,
                                                                     const float *__restrict__ k,
                                                                     const float *__restrict__ v, float *__restrict__ kc,
@@ -399,10 +399,14 @@ __global__ void __launch_bounds__(ATT_THREADS) rope_attention_kernel(const float
     if (g < groups) {
         const float *vcol = vc + (size_t)kvh * hd + d;
         int p = g;
-        for (; p + 3 * groups < pos; p += 4 * groups) {
-            const float v0 = vcol[(size_t)p * kv_dim], v1 = vcol[(size_t)(p + groups) * kv_dim];
-            const float v2 = vcol[(size_t)(p + 2 * groups) * kv_dim], v3 = vcol[(size_t)(p + 3 * groups) * kv_dim];
-            acc += sc[p] * v0 + sc[p + groups] * v1 + sc[p + 2 * groups] * v2 + sc[p + 3 * groups] * v3;
+        for (; p + 7 * groups < pos; p += 8 * groups) { // eight loads in flight per thread
+            float vv[8];
+#pragma unroll
+            for (int i = 0; i < 8; i++)
+                vv[i] = vcol[(size_t)(p + i * groups) * kv_dim];
+#pragma unroll
+            for (int i = 0; i < 8; i++)
+                acc += sc[p + i * groups] * vv[i];
         }
         for (; p < n; p += groups)
             acc += sc[p] * (p == pos ? vcur[d] : vcol[(size_t)p * kv_dim]);
