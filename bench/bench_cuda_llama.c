@@ -127,7 +127,14 @@ int main(int argc, char **argv)
         return 2;
     }
     int gen = 64, prompt = 64, depth = 0, reps = 5;
-    for (int i = 2; i + 1 < argc; i += 2) {
+    bool only_default = false;
+    for (int i = 2; i < argc; i += 2) {
+        if (!strcmp(argv[i], "--default-only")) { /* kernel tuning: the default decode path alone */
+            only_default = true;
+            i--;
+            continue;
+        }
+        if (i + 1 >= argc) break;
         int v = atoi(argv[i + 1]);
         if (!strcmp(argv[i], "--gen")) gen = v;
         else if (!strcmp(argv[i], "--prompt")) prompt = v;
@@ -149,6 +156,14 @@ int main(int argc, char **argv)
     shoal_cuda_llama_params_t p;
     shoal_cuda_llama_params_init(&p);
     p.n_ctx = n_ctx;
+    if (only_default) {
+        const double tps = variant_tps(m, &p, true, true, true, depth, gen, reps);
+        printf("shoal-cuda tg%d depth %d, default (fused + CUDA graph + PDL): %.1f tok/s = %.2f of copy bandwidth\n", gen,
+               depth, tps, bw > 0 ? tps * (double)shoal_cuda_llama_weight_bytes(m) / bw : 0);
+        shoal_llama_model_delete(m);
+        shoal_gguf_close(g);
+        return 0;
+    }
     /* the first rows: the separate kernels with plain launches (the reference path); the default
      * is the fused kernels + PDL, as a CUDA graph for greedy steps (the last decode row) */
     p.fused = false;

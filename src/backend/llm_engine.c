@@ -201,6 +201,19 @@ shoal_status_t shoal_engine_kv_write_crc(shoal_engine_t *e, int layer, int rows,
     return shoal_engine_kv_write(e, layer, rows, k, v);
 }
 
+shoal_status_t shoal_engine_kv_write_file_crc(shoal_engine_t *e, int layer, int rows, int fd, uint64_t off_k,
+                                              uint64_t off_v, uint32_t *crc_k, uint32_t *crc_v)
+{
+    shoal_status_t st = check_rows(e, layer, rows);
+    if (st != SHOAL_OK) return st;
+    if (e->kv_external || shoal_engine_n_past(e) != 0)
+        return shoal_fail(SHOAL_E_UNSUPPORTED, "engine: checked writes need an empty cache of the engine's own");
+#ifdef SHOAL_HAVE_CUDA
+    if (ON_CUDA(e)) return shoal_cuda_llama_kv_write_file_crc(e->cuda, layer, rows, fd, off_k, off_v, crc_k, crc_v);
+#endif
+    return shoal_fail(SHOAL_E_UNSUPPORTED, "engine: file writes are for GPU caches (the CPU reads the mapping)");
+}
+
 shoal_status_t shoal_engine_kv_write(shoal_engine_t *e, int layer, int rows, const float *k, const float *v)
 {
     shoal_status_t st = check_rows(e, layer, rows);

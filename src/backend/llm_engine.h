@@ -69,6 +69,11 @@ shoal_status_t shoal_engine_kv_write(shoal_engine_t *e, int layer, int rows, con
  * restore): use the checksum-first path then. */
 shoal_status_t shoal_engine_kv_write_crc(shoal_engine_t *e, int layer, int rows, const float *k, const float *v,
                                          uint32_t *crc_k, uint32_t *crc_v);
+/* As kv_write_crc with the rows read from file fd at byte offsets off_k and off_v: on a GPU the
+ * staging threads read the file straight into pinned memory. SHOAL_E_UNSUPPORTED where that path
+ * does not exist (the CPU; a caller-owned cache): use kv_write_crc on a mapping then. */
+shoal_status_t shoal_engine_kv_write_file_crc(shoal_engine_t *e, int layer, int rows, int fd, uint64_t off_k,
+                                              uint64_t off_v, uint32_t *crc_k, uint32_t *crc_v);
 /* The CPU cache of one layer in place ((n_ctx, kv_dim) each), for writers that want no copy;
  * SHOAL_E_UNSUPPORTED on a GPU engine (use shoal_engine_kv_read). */
 shoal_status_t shoal_engine_kv_host(shoal_engine_t *e, int layer, const float **k, const float **v);

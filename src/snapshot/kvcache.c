@@ -171,7 +171,9 @@ static shoal_status_t meta_int(const shoal_st_t *st, const char *key, long lo, l
     return SHOAL_OK;
 }
 
-shoal_status_t shoal_kv_deserialize(shoal_engine_t *c, const uint8_t model_sha256[32], const uint8_t *buf, size_t len)
+/* fd >= 0: buf maps that file, so a GPU engine may read the rows from the file itself. */
+static shoal_status_t deserialize(shoal_engine_t *c, const uint8_t model_sha256[32], const uint8_t *buf, size_t len,
+                                  int fd)
 {
     shoal_st_t *st = NULL;
     shoal_status_t s = shoal_safetensors_parse(buf, len, &st);
@@ -215,12 +217,18 @@ shoal_status_t shoal_kv_deserialize(shoal_engine_t *c, const uint8_t model_sha25
      * threads that stage the upload): a mismatch is refused before set_n_past, so no valid row
      * was overwritten. A cache holding rows, or a guest's memory, is checked first and written
      * after. */
-    bool checked = false;
+    bool checked = false, from_file = fd >= 0;
     if (s == SHOAL_OK && shoal_engine_n_past(c) == 0 && n_past > 0) {
         for (int l = 0; s == SHOAL_OK && l < hp->n_layer; l++) {
             uint32_t ck, cv;
-            s = shoal_engine_kv_write_crc(c, l, (int)n_past, (const float *)ts[2 * l]->data,
-                                          (const float *)ts[2 * l + 1]->data, &ck, &cv);
+            if (from_file) { /* on a GPU, straight from the file into pinned staging */
+                s = shoal_engine_kv_write_file_crc(c, l, (int)n_past, fd, (uint64_t)((const uint8_t *)ts[2 * l]->data - buf),
+                                                   (uint64_t)((const uint8_t *)ts[2 * l + 1]->data - buf), &ck, &cv);
+                if (s == SHOAL_E_UNSUPPORTED && l == 0) shoal_clear_error(), from_file = false;
+            }
+            if (!from_file)
+                s = shoal_engine_kv_write_crc(c, l, (int)n_past, (const float *)ts[2 * l]->data,
+                                              (const float *)ts[2 * l + 1]->data, &ck, &cv);
             if (s == SHOAL_E_UNSUPPORTED && l == 0) { /* caller-owned cache: the checksum-first path */
                 shoal_clear_error();
                 s = SHOAL_OK;
@@ -251,6 +259,11 @@ shoal_status_t shoal_kv_deserialize(shoal_engine_t *c, const uint8_t model_sha25
     return s;
 }
 
+shoal_status_t shoal_kv_deserialize(shoal_engine_t *c, const uint8_t model_sha256[32], const uint8_t *buf, size_t len)
+{
+    return deserialize(c, model_sha256, buf, len, -1);
+}
+
 shoal_status_t shoal_kv_load_safetensors(shoal_engine_t *c, const uint8_t model_sha256[32], const char *path)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -266,10 +279,13 @@ shoal_status_t shoal_kv_load_safetensors(shoal_engine_t *c, const uint8_t model_
         return shoal_fail(SHOAL_E_FORMAT, "kv: %s: empty file", path);
     }
     void *map = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED) return shoal_fail(SHOAL_E_IO, "kv: %s: mmap: %s", path, strerror(errno));
-    shoal_status_t s = shoal_kv_deserialize(c, model_sha256, map, n);
+    if (map == MAP_FAILED) {
+        close(fd);
+        return shoal_fail(SHOAL_E_IO, "kv: %s: mmap: %s", path, strerror(errno));
+    }
+    shoal_status_t s = deserialize(c, model_sha256, map, n, fd);
     munmap(map, n);
+    close(fd);
     if (s != SHOAL_OK) shoal_fail_wrap(s, "%s", path);
     return s;
 }

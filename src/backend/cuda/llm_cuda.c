@@ -5,9 +5,11 @@
  * weights are streamed once per chunk instead of once per token). */
 #include "backend/cuda/llm_cuda.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
@@ -805,11 +807,14 @@ static struct {
 
 typedef struct stage_job {
     uint8_t *dst;
-    const uint8_t *src;
+    const uint8_t *src;              /* memory source, or NULL: the file fd at offset foff */
+    int fd;
+    uint64_t foff;
     size_t n;
     int parts;
     bool crc;                        /* also checksum each part (of the pinned copy, still in cache) */
     uint32_t part_crc[STAGE_MAX_PARTS];
+    int part_errno[STAGE_MAX_PARTS]; /* file reads: errno of a failed read, EIO for a short file */
 } stage_job_t;
 
 static size_t part_at(const stage_job_t *j, int i) { return j->n * (size_t)i / (size_t)j->parts; }
@@ -819,7 +824,21 @@ static void stage_copy_part(void *ctx, int task, int thread)
     (void)thread;
     stage_job_t *j = ctx;
     size_t a = part_at(j, task), b = part_at(j, task + 1);
-    memcpy(j->dst + a, j->src + a, b - a);
+    if (j->src) {
+        memcpy(j->dst + a, j->src + a, b - a);
+    } else { /* pread: the page cache is copied by the kernel, no page tables are built for it */
+        j->part_errno[task] = 0;
+        for (size_t at = a; at < b;) {
+            ssize_t r = pread(j->fd, j->dst + at, b - at, (off_t)(j->foff + at));
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0) {
+                j->part_errno[task] = r < 0 ? errno : EIO;
+                return;
+            }
+            at += (size_t)r;
+        }
+    }
     if (j->crc)
         j->part_crc[task] = shoal_crc32c(0, j->dst + a, b - a);
 }
@@ -850,8 +869,10 @@ static bool stage_ready(int device)
     return g_stage.buf && g_stage.device == device;
 }
 
-/* Under g_stage.lock. With crc, *crc is the CRC-32C of the bytes uploaded. */
-static cudaError_t staged_upload(cudaStream_t stream, void *dev, const void *host, size_t bytes, uint32_t *crc)
+/* Under g_stage.lock. From host memory, or (host NULL) from file fd at offset foff; a failed
+ * read sets *read_errno. With crc, *crc is the CRC-32C of the bytes uploaded. */
+static cudaError_t staged_upload(cudaStream_t stream, void *dev, const void *host, int fd, uint64_t foff, size_t bytes,
+                                 uint32_t *crc, int *read_errno)
 {
     cudaError_t e = cudaSuccess;
     if (crc)
@@ -865,12 +886,23 @@ static cudaError_t staged_upload(cudaStream_t stream, void *dev, const void *hos
         int parts = g_stage.pool ? shoal_threadpool_size(g_stage.pool) : 1;
         if (parts > STAGE_MAX_PARTS)
             parts = STAGE_MAX_PARTS;
-        stage_job_t j = {g_stage.buf + (size_t)h * STAGE_HALF, (const uint8_t *)host + off, piece, parts, crc != NULL, {0}};
+        stage_job_t j = {.dst = g_stage.buf + (size_t)h * STAGE_HALF,
+                         .src = host ? (const uint8_t *)host + off : NULL,
+                         .fd = fd,
+                         .foff = foff + off,
+                         .n = piece,
+                         .parts = parts,
+                         .crc = crc != NULL};
         if (g_stage.pool && parts > 1)
             shoal_threadpool_parallel_for(g_stage.pool, stage_copy_part, &j, parts);
         else
             for (int i = 0; i < parts; i++)
                 stage_copy_part(&j, i, 0);
+        for (int i = 0; !host && i < parts; i++)
+            if (j.part_errno[i]) {
+                *read_errno = j.part_errno[i];
+                return cudaSuccess;
+            }
         if (!(e = cudaMemcpyAsync((uint8_t *)dev + off, j.dst, piece, cudaMemcpyHostToDevice, stream)))
             e = cudaEventRecord(g_stage.ev[h], stream);
         for (int i = 0; crc && i < parts; i++)
@@ -907,8 +939,9 @@ static shoal_status_t kv_copy(shoal_cuda_llama_ctx_t *c, int layer, int rows, fl
     if (!to_host && c->kv_owned && bytes >= STAGE_MIN && pageable(k) && pageable(v)) {
         pthread_mutex_lock(&g_stage.lock);
         if (stage_ready(c->device)) {
-            if (!(e = staged_upload(c->stream, kc, k, bytes, crc_k)))
-                e = staged_upload(c->stream, vc, v, bytes, crc_v);
+            int err = 0;
+            if (!(e = staged_upload(c->stream, kc, k, -1, 0, bytes, crc_k, &err)))
+                e = staged_upload(c->stream, vc, v, -1, 0, bytes, crc_v, &err);
             pthread_mutex_unlock(&g_stage.lock);
             return e ? cuda_fail(e, "KV upload") : SHOAL_OK;
         }
@@ -939,6 +972,34 @@ shoal_status_t shoal_cuda_llama_kv_write(shoal_cuda_llama_ctx_t *c, int layer, i
                                          const float *v)
 {
     return kv_copy(c, layer, rows, (float *)k, (float *)v, false, NULL, NULL);
+}
+
+shoal_status_t shoal_cuda_llama_kv_write_file_crc(shoal_cuda_llama_ctx_t *c, int layer, int rows, int fd,
+                                                  uint64_t off_k, uint64_t off_v, uint32_t *crc_k, uint32_t *crc_v)
+{
+    const shoal_llama_hparams_t *hp = &c->m->hp;
+    if (layer < 0 || layer >= hp->n_layer || rows < 0 || rows > c->n_ctx)
+        return shoal_fail(SHOAL_E_INVALID, "cuda llm: KV copy of layer %d, %d rows (n_layer %d, n_ctx %d)", layer, rows,
+                          hp->n_layer, c->n_ctx);
+    if (c->dead)
+        return shoal_fail(SHOAL_E_DEVICE, "cuda llm: this context hit a device error earlier and is unusable");
+    if (!c->kv_owned)
+        return shoal_fail(SHOAL_E_UNSUPPORTED, "cuda llm: file uploads go to a device-resident cache");
+    float *kc = c->kv + (size_t)layer * 2 * c->n_ctx * hp->kv_dim, *vc = kc + (size_t)c->n_ctx * hp->kv_dim;
+    const size_t bytes = (size_t)rows * hp->kv_dim * sizeof(float);
+    pthread_mutex_lock(&g_stage.lock);
+    if (!stage_ready(c->device)) {
+        pthread_mutex_unlock(&g_stage.lock);
+        return shoal_fail(SHOAL_E_UNSUPPORTED, "cuda llm: no pinned staging for file uploads");
+    }
+    int err = 0;
+    cudaError_t e = staged_upload(c->stream, kc, NULL, fd, off_k, bytes, crc_k, &err);
+    if (!e && !err)
+        e = staged_upload(c->stream, vc, NULL, fd, off_v, bytes, crc_v, &err);
+    pthread_mutex_unlock(&g_stage.lock);
+    if (err)
+        return shoal_fail(SHOAL_E_IO, "cuda llm: reading KV rows of layer %d: %s", layer, strerror(err));
+    return e ? cuda_fail(e, "KV upload") : SHOAL_OK;
 }
 
 shoal_status_t shoal_cuda_llama_kv_write_crc(shoal_cuda_llama_ctx_t *c, int layer, int rows, const float *k,

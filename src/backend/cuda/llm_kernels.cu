@@ -18,6 +18,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <math.h>
+#include <stdlib.h>
 
 namespace {
 
@@ -712,6 +713,18 @@ cudaError_t launch(void (*k)(P...), dim3 grid, dim3 block, size_t smem, cudaStre
 /* Rows per group: 4 (gate/up: 2 of each). Threads per block: enough warps that each thread owns
  * UNROLL units of a row (a 576-wide row runs one warp; 8192-wide, eight). Blocks: as many as the
  * GPU holds at once (they loop over the groups), or fewer when there are fewer groups. */
+/* Tuning overrides for kernel experiments (bench/gpu/run_tune.sh): SHOAL_CUDA_MV_WARPS forces the
+ * warps per block (1, 2, 4, 8), SHOAL_CUDA_MV_BLOCKS_PER_SM caps the resident blocks per SM. Unset
+ * (the default), the launch picks both as described above. */
+static int env_int(const char *name)
+{
+    const char *v = getenv(name);
+    return v ? atoi(v) : 0;
+}
+
+static int mv_warps_override() { static const int w = env_int("SHOAL_CUDA_MV_WARPS"); return w; }
+static int mv_blocks_cap() { static const int b = env_int("SHOAL_CUDA_MV_BLOCKS_PER_SM"); return b; }
+
 template <typename K>
 static unsigned resident_grid(K kernel, int threads, int groups)
 {
@@ -721,6 +734,8 @@ static unsigned resident_grid(K kernel, int threads, int groups)
         cudaGetLastError();
         return (unsigned)groups; // one group per block: correct, only slower
     }
+    if (mv_blocks_cap() > 0 && per_sm > mv_blocks_cap())
+        per_sm = mv_blocks_cap();
     const long cap = (long)sms * per_sm;
     return (unsigned)(groups < cap ? groups : cap);
 }
@@ -730,7 +745,9 @@ cudaError_t launch_rows(const mv3 &p, const float *x, const float *norm_w, float
 {
     constexpr int R = MODE == 2 ? 2 : 4;
     const int U = n_in / unit_elems<TYPE>::n, per = 32 * UNROLL;
-    const int warps = U >= per * MV_MAXW ? MV_MAXW : U >= per * 4 ? 4 : U >= per * 2 ? 2 : 1;
+    int warps = U >= per * MV_MAXW ? MV_MAXW : U >= per * 4 ? 4 : U >= per * 2 ? 2 : 1;
+    if (mv_warps_override() == 1 || mv_warps_override() == 2 || mv_warps_override() == 4 || mv_warps_override() == 8)
+        warps = mv_warps_override();
     const int groups = (rows + R - 1) / R;
     auto k = mv_rows_kernel<TYPE, NORM, MODE, R>;
     return launch(k, dim3(resident_grid(k, warps * 32, groups)), dim3((unsigned)warps * 32), 0, s, p, x, norm_w, eps,
