@@ -322,7 +322,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_kernel(const float *__r
  * from the cache, which no block of this launch writes elsewhere. Scores: one thread per
  * position, the whole head-dimension dot product from float4 loads (no per-position warp
  * reduction, so a thread's loads are all in flight at once); the weighted sum of V: thread t
- * takes dimension t % hd over positions congruent to t / hd, eight at a time. */
+ * takes dimension t % hd over positions congruent to t / hd, sixteen at a time. */
 __global__ void __launch_bounds__(ATT_THREADS) rope_attention_kernel(const float *__restrict__ q,
                                                                     const float *__restrict__ k,
                                                                     const float *__restrict__ v, float *__restrict__ kc,
@@ -400,13 +400,22 @@ __global__ void __launch_bounds__(ATT_THREADS) rope_attention_kernel(const float
     if (g < groups) {
         const float *vcol = vc + (size_t)kvh * hd + d;
         int p = g;
-        for (; p + 7 * groups < pos; p += 8 * groups) { // eight loads in flight per thread
-            float vv[8];
+        for (; p + 15 * groups < pos; p += 16 * groups) { // sixteen loads in flight per thread
+            float vv[16];
 #pragma unroll
-            for (int i = 0; i < 8; i++)
+            for (int i = 0; i < 16; i++)
                 vv[i] = vcol[(size_t)(p + i * groups) * kv_dim];
 #pragma unroll
-            for (int i = 0; i < 8; i++)
+            for (int i = 0; i < 16; i++)
+                acc += sc[p + i * groups] * vv[i];
+        }
+        for (; p + 3 * groups < pos; p += 4 * groups) {
+            float vv[4];
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+                vv[i] = vcol[(size_t)(p + i * groups) * kv_dim];
+#pragma unroll
+            for (int i = 0; i < 4; i++)
                 acc += sc[p + i * groups] * vv[i];
         }
         for (; p < n; p += groups)
@@ -710,9 +719,11 @@ cudaError_t launch(void (*k)(P...), dim3 grid, dim3 block, size_t smem, cudaStre
     return cudaLaunchKernelEx(&cfg, k, args...);
 }
 
-/* Rows per group: 4 (gate/up: 2 of each). Threads per block: enough warps that each thread owns
- * UNROLL units of a row (a 576-wide row runs one warp; 8192-wide, eight). Blocks: as many as the
- * GPU holds at once (they loop over the groups), or fewer when there are fewer groups. */
+/* Rows per group: 4 (gate/up: 2 of each). Threads per block: up to eight warps, so that each
+ * thread owns one unit of a row of 16-bit weights, UNROLL of quantised ones (a 576-wide Q4 row runs
+ * one warp). Blocks: as many as the GPU holds at once (they loop over the groups; the count is
+ * trimmed so that every block takes the same number), or fewer when there are fewer groups.
+ * Measured on an H100 (bench/gpu/run_tune.sh, bench/RESULTS-cuda-llm.md). */
 /* Tuning overrides for kernel experiments (bench/gpu/run_tune.sh): SHOAL_CUDA_MV_WARPS forces the
  * warps per block (1, 2, 4, 8), SHOAL_CUDA_MV_BLOCKS_PER_SM caps the resident blocks per SM. Unset
  * (the default), the launch picks both as described above. */
@@ -737,14 +748,20 @@ static unsigned resident_grid(K kernel, int threads, int groups)
     if (mv_blocks_cap() > 0 && per_sm > mv_blocks_cap())
         per_sm = mv_blocks_cap();
     const long cap = (long)sms * per_sm;
-    return (unsigned)(groups < cap ? groups : cap);
+    if (groups <= cap)
+        return (unsigned)groups;
+    // every block the same number of groups: a block with one more would set the kernel's end
+    const long rounds = (groups + cap - 1) / cap;
+    return (unsigned)((groups + rounds - 1) / rounds);
 }
 
 template <int TYPE, bool NORM, int MODE>
 cudaError_t launch_rows(const mv3 &p, const float *x, const float *norm_w, float eps, int n_in, int rows, cudaStream_t s)
 {
     constexpr int R = MODE == 2 ? 2 : 4;
-    const int U = n_in / unit_elems<TYPE>::n, per = 32 * UNROLL;
+    // units per thread and row: one for 16-bit weights (8 elements), UNROLL for quantised ones
+    // (their units carry 16 or 32 elements: fewer threads keep as many bytes in flight)
+    const int U = n_in / unit_elems<TYPE>::n, per = 32 * (TYPE == T_F16 || TYPE == T_BF16 ? 1 : UNROLL);
     int warps = U >= per * MV_MAXW ? MV_MAXW : U >= per * 4 ? 4 : U >= per * 2 ? 2 : 1;
     if (mv_warps_override() == 1 || mv_warps_override() == 2 || mv_warps_override() == 4 || mv_warps_override() == 8)
         warps = mv_warps_override();
@@ -778,6 +795,18 @@ __global__ void swiglu_kernel(float *__restrict__ g, const float *__restrict__ u
     }
 }
 
+/* One block. Each thread scans its elements in increasing index order (so a strict > keeps the
+ * first of equal maxima) from float4 loads, four in flight, then the block reduces (value, index)
+ * pairs, lower index on ties. A one-element-a-step loop left a 128k vocabulary to 125 dependent
+ * round trips per thread. */
+__device__ __forceinline__ void argmax_take(float v, int i, float &best, int &idx)
+{
+    if (v > best) {
+        best = v;
+        idx = i;
+    }
+}
+
 __global__ void argmax_kernel(const float *__restrict__ x, int n, int32_t *__restrict__ out)
 {
     pdl_wait_then_release();
@@ -785,11 +814,32 @@ __global__ void argmax_kernel(const float *__restrict__ x, int n, int32_t *__res
     __shared__ int bi[32];
     float best = -INFINITY;
     int idx = 0x7fffffff;
-    for (int i = threadIdx.x; i < n; i += blockDim.x)
-        if (x[i] > best) {
-            best = x[i];
-            idx = i;
+    const int T = blockDim.x, t = threadIdx.x, n4 = ((uintptr_t)x & 15) ? 0 : n / 4;
+    const float4 *x4 = (const float4 *)x;
+    int i = t;
+    for (; i + 3 * T < n4; i += 4 * T) {
+        float4 v[4];
+#pragma unroll
+        for (int k = 0; k < 4; k++)
+            v[k] = __ldg(x4 + i + k * T);
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            const int b = 4 * (i + k * T);
+            argmax_take(v[k].x, b, best, idx);
+            argmax_take(v[k].y, b + 1, best, idx);
+            argmax_take(v[k].z, b + 2, best, idx);
+            argmax_take(v[k].w, b + 3, best, idx);
         }
+    }
+    for (; i < n4; i += T) {
+        const float4 v = __ldg(x4 + i);
+        argmax_take(v.x, 4 * i, best, idx);
+        argmax_take(v.y, 4 * i + 1, best, idx);
+        argmax_take(v.z, 4 * i + 2, best, idx);
+        argmax_take(v.w, 4 * i + 3, best, idx);
+    }
+    for (int j = 4 * n4 + t; j < n; j += T)
+        argmax_take(x[j], j, best, idx);
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) {
         float ov = __shfl_xor_sync(0xffffffffu, best, o);
@@ -799,14 +849,14 @@ __global__ void argmax_kernel(const float *__restrict__ x, int n, int32_t *__res
             idx = oi;
         }
     }
-    const int lane = threadIdx.x & 31, wid = threadIdx.x / 32;
+    const int lane = t & 31, wid = t / 32;
     if (lane == 0) {
         bv[wid] = best;
         bi[wid] = idx;
     }
     __syncthreads();
-    if (threadIdx.x == 0) {
-        for (int w = 1; w < (int)(blockDim.x / 32); w++)
+    if (t == 0) {
+        for (int w = 1; w < (int)(T / 32); w++)
             if (bv[w] > best || (bv[w] == best && bi[w] < idx)) {
                 best = bv[w];
                 idx = bi[w];
