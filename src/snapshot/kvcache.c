@@ -217,7 +217,8 @@ static shoal_status_t deserialize(shoal_engine_t *c, const uint8_t model_sha256[
      * threads that stage the upload): a mismatch is refused before set_n_past, so no valid row
      * was overwritten. A cache holding rows, or a guest's memory, is checked first and written
      * after. */
-    bool checked = false, from_file = fd >= 0;
+    /* SHOAL_KV_MAPPED_COPY=1 stages from the mapping instead of reading the file (experiments) */
+    bool checked = false, from_file = fd >= 0 && !getenv("SHOAL_KV_MAPPED_COPY");
     if (s == SHOAL_OK && shoal_engine_n_past(c) == 0 && n_past > 0) {
         for (int l = 0; s == SHOAL_OK && l < hp->n_layer; l++) {
             uint32_t ck, cv;

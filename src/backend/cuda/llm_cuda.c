@@ -859,7 +859,9 @@ static bool stage_ready(int device)
             cudaFreeHost(p);
             return false;
         }
-        if (shoal_threadpool_new(0, &g_stage.pool) != SHOAL_OK) { /* one thread per CPU */
+        /* one thread per CPU; SHOAL_STAGE_THREADS overrides (bench/gpu experiments) */
+        const char *nt = getenv("SHOAL_STAGE_THREADS");
+        if (shoal_threadpool_new(nt ? atoi(nt) : 0, &g_stage.pool) != SHOAL_OK) {
             g_stage.pool = NULL; /* the copies into the pinned halves then run on the caller */
             shoal_clear_error();
         }
