@@ -545,16 +545,22 @@ static shoal_status_t validate(shoal_cuda_llama_ctx_t *c, const int32_t *tokens,
     return SHOAL_OK;
 }
 
+/* What the runtime knows of p; false (and no sticky error) when it cannot say. */
+static bool pointer_attributes(const void *p, struct cudaPointerAttributes *a)
+{
+    if (cudaPointerGetAttributes(a, p) != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    return true;
+}
+
 /* Whether host pointer p (bytes) may be written by kernels in place: registered and mapped at the
  * same address. */
 static bool device_writable(const void *p)
 {
     struct cudaPointerAttributes a;
-    if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
-        cudaGetLastError();
-        return false;
-    }
-    return a.type == cudaMemoryTypeHost && a.devicePointer == p;
+    return pointer_attributes(p, &a) && a.type == cudaMemoryTypeHost && a.devicePointer == p;
 }
 
 /* Y (nt, n_out) = X (nt, n_in) . W^T, or += with accumulate: W dequantised into wf32 first (the
@@ -916,26 +922,37 @@ static cudaError_t staged_upload(cudaStream_t stream, void *dev, const void *hos
 /* Whether host memory is plain pageable memory (registered or pinned memory is copied directly). */
 static bool pageable(const void *p)
 {
-    struct cudaPointerAttributes at;
-    if (cudaPointerGetAttributes(&at, p) != cudaSuccess) {
-        cudaGetLastError();
-        return false;
-    }
-    return at.type == cudaMemoryTypeUnregistered;
+    struct cudaPointerAttributes a;
+    return pointer_attributes(p, &a) && a.type == cudaMemoryTypeUnregistered;
 }
 
 /* crc_k, crc_v (uploads only, may be NULL): the CRC-32C of the K and V bytes copied. */
-static shoal_status_t kv_copy(shoal_cuda_llama_ctx_t *c, int layer, int rows, float *k, float *v, bool to_host,
-                              uint32_t *crc_k, uint32_t *crc_v)
+/* Rows [0, rows) of layer's K and V in the cache, and their byte count; refuses a range outside
+ * the cache or a dead context. */
+static shoal_status_t kv_rows(shoal_cuda_llama_ctx_t *c, int layer, int rows, float **kc, float **vc, size_t *bytes)
 {
     const shoal_llama_hparams_t *hp = &c->m->hp;
-    if (layer < 0 || layer >= hp->n_layer || rows < 0 || rows > c->n_ctx || (rows && (!k || !v)))
+    if (layer < 0 || layer >= hp->n_layer || rows < 0 || rows > c->n_ctx)
         return shoal_fail(SHOAL_E_INVALID, "cuda llm: KV copy of layer %d, %d rows (n_layer %d, n_ctx %d)", layer, rows,
                           hp->n_layer, c->n_ctx);
     if (c->dead)
         return shoal_fail(SHOAL_E_DEVICE, "cuda llm: this context hit a device error earlier and is unusable");
-    float *kc = c->kv + (size_t)layer * 2 * c->n_ctx * hp->kv_dim, *vc = kc + (size_t)c->n_ctx * hp->kv_dim;
-    size_t bytes = (size_t)rows * hp->kv_dim * sizeof(float);
+    *kc = c->kv + (size_t)layer * 2 * c->n_ctx * hp->kv_dim;
+    *vc = *kc + (size_t)c->n_ctx * hp->kv_dim;
+    *bytes = (size_t)rows * hp->kv_dim * sizeof(float);
+    return SHOAL_OK;
+}
+
+static shoal_status_t kv_copy(shoal_cuda_llama_ctx_t *c, int layer, int rows, float *k, float *v, bool to_host,
+                              uint32_t *crc_k, uint32_t *crc_v)
+{
+    float *kc, *vc;
+    size_t bytes;
+    shoal_status_t st = kv_rows(c, layer, rows, &kc, &vc, &bytes);
+    if (st != SHOAL_OK)
+        return st;
+    if (rows && (!k || !v))
+        return shoal_fail(SHOAL_E_INVALID, "cuda llm: KV copy of layer %d, %d rows without buffers", layer, rows);
     cudaError_t e;
     /* uploads of pageable rows into a device-resident cache: through the pinned staging */
     if (!to_host && c->kv_owned && bytes >= STAGE_MIN && pageable(k) && pageable(v)) {
@@ -979,16 +996,13 @@ shoal_status_t shoal_cuda_llama_kv_write(shoal_cuda_llama_ctx_t *c, int layer, i
 shoal_status_t shoal_cuda_llama_kv_write_file_crc(shoal_cuda_llama_ctx_t *c, int layer, int rows, int fd,
                                                   uint64_t off_k, uint64_t off_v, uint32_t *crc_k, uint32_t *crc_v)
 {
-    const shoal_llama_hparams_t *hp = &c->m->hp;
-    if (layer < 0 || layer >= hp->n_layer || rows < 0 || rows > c->n_ctx)
-        return shoal_fail(SHOAL_E_INVALID, "cuda llm: KV copy of layer %d, %d rows (n_layer %d, n_ctx %d)", layer, rows,
-                          hp->n_layer, c->n_ctx);
-    if (c->dead)
-        return shoal_fail(SHOAL_E_DEVICE, "cuda llm: this context hit a device error earlier and is unusable");
+    float *kc, *vc;
+    size_t bytes;
+    shoal_status_t st = kv_rows(c, layer, rows, &kc, &vc, &bytes);
+    if (st != SHOAL_OK)
+        return st;
     if (!c->kv_owned)
         return shoal_fail(SHOAL_E_UNSUPPORTED, "cuda llm: file uploads go to a device-resident cache");
-    float *kc = c->kv + (size_t)layer * 2 * c->n_ctx * hp->kv_dim, *vc = kc + (size_t)c->n_ctx * hp->kv_dim;
-    const size_t bytes = (size_t)rows * hp->kv_dim * sizeof(float);
     pthread_mutex_lock(&g_stage.lock);
     if (!stage_ready(c->device)) {
         pthread_mutex_unlock(&g_stage.lock);

@@ -183,6 +183,30 @@ __device__ float block_sum(float v, float *sh)
     return warp_sum(v);
 }
 
+/* The unnormalised softmax of sc[0, n) in place: the block's maximum from each thread's own
+ * maximum mx (over the positions it wrote), sc[p] = exp(sc[p] - max), and the block-wide sum,
+ * returned to every thread with the writes ordered before later reads. red: 32 floats. */
+__device__ float block_softmax(float mx, float *sc, int n, float *red)
+{
+    const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    if (lane == 0)
+        red[wid] = mx;
+    __syncthreads();
+    mx = -INFINITY;
+    for (int i = 0; i < nw; i++)
+        mx = fmaxf(mx, red[i]);
+    float l = 0.0f;
+    for (int p = threadIdx.x; p < n; p += blockDim.x) {
+        const float e = expf(sc[p] - mx);
+        sc[p] = e;
+        l += e;
+    }
+    return block_sum(l, red);
+}
+
 /* One block per row of n (rows of a batch are contiguous). */
 __global__ void rmsnorm_kernel(const float *__restrict__ x, const float *__restrict__ w, float *__restrict__ out, int n,
                                float eps)
@@ -281,22 +305,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_kernel(const float *__r
     float mx = -INFINITY;
     for (int p = threadIdx.x; p < n; p += blockDim.x)
         mx = fmaxf(mx, sc[p]);
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1)
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-    if (lane == 0)
-        red[wid] = mx;
-    __syncthreads();
-    mx = -INFINITY;
-    for (int i = 0; i < nw; i++)
-        mx = fmaxf(mx, red[i]);
-    float l = 0.0f;
-    for (int p = threadIdx.x; p < n; p += blockDim.x) {
-        float e = expf(sc[p] - mx);
-        sc[p] = e;
-        l += e;
-    }
-    l = block_sum(l, red); // also orders the sc writes before the reads below
+    const float l = block_softmax(mx, sc, n, red);
     // weighted sum of V: thread t takes dimension t % hd over positions congruent to t / hd
     const int groups = blockDim.x / hd;
     const int dmn = threadIdx.x % hd, g = threadIdx.x / hd;
@@ -378,23 +387,7 @@ __global__ void __launch_bounds__(ATT_THREADS) rope_attention_kernel(const float
         sc[p] = sv;
         mx = fmaxf(mx, sv);
     }
-    const int lane = t & 31, wid = t >> 5, nw = T >> 5;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1)
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-    if (lane == 0)
-        red[wid] = mx;
-    __syncthreads();
-    mx = -INFINITY;
-    for (int i = 0; i < nw; i++)
-        mx = fmaxf(mx, red[i]);
-    float l = 0.0f;
-    for (int p = t; p < n; p += T) {
-        const float e = expf(sc[p] - mx);
-        sc[p] = e;
-        l += e;
-    }
-    l = block_sum(l, red); // also orders the sc writes before the reads below
+    const float l = block_softmax(mx, sc, n, red);
     const int groups = T / hd, d = t % hd, g = t / hd;
     float acc = 0.0f;
     if (g < groups) {
