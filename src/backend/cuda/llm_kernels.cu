@@ -435,7 +435,7 @@ __global__ void __launch_bounds__(ATT_THREADS) rope_attention_kernel(const float
  * sums meet in a warp and then a shared-memory reduction. With NORM the block first computes x's
  * RMS scale and each thread normalises what it loads; gate/up rows leave silu(g) * u. */
 
-constexpr int MV_MAXW = 8, UNROLL = 2; // warps per block at most, units in flight per thread and row
+constexpr int MV_MAXW = 8, UNROLL = 2; // warps per block at most; units in flight per thread and row (default)
 
 struct mv3 {
     const void *qs[3];
@@ -545,10 +545,10 @@ __device__ __forceinline__ void unit_load(const void *__restrict__ qs, const __h
         m = __half2float(mm[row * (size_t)(n_in / 32) + u]);
 }
 
-/* UNROLL units (u0, u0 + T, ...) of the block's NR rows, loaded together. */
-template <int NR> struct chunk {
-    uint4 q[UNROLL][NR];
-    float d[UNROLL][NR], m[UNROLL][NR];
+/* UN units (u0, u0 + T, ...) of the block's NR rows, loaded together. */
+template <int NR, int UN> struct chunk {
+    uint4 q[UN][NR];
+    float d[UN][NR], m[UN][NR];
 };
 
 /* A row group: R consecutive rows of one matrix (for gate/up, the same R rows of both; the launch
@@ -594,11 +594,11 @@ __device__ __forceinline__ rgroup group_of(const mv3 &p, int grp, int total_rows
 }
 
 /* Row r of the block's NR: matrix r / R for gate/up (rows r % R), else the group's only one. */
-template <int TYPE, int MODE, int R, int NR>
-__device__ __forceinline__ void chunk_load(chunk<NR> &c, const rgroup &g, int n_in, int u0, int T, int U)
+template <int TYPE, int MODE, int R, int NR, int UN>
+__device__ __forceinline__ void chunk_load(chunk<NR, UN> &c, const rgroup &g, int n_in, int u0, int T, int U)
 {
 #pragma unroll
-    for (int j = 0; j < UNROLL; j++) {
+    for (int j = 0; j < UN; j++) {
         const int u = u0 + T * j;
         if (u < U) {
 #pragma unroll
@@ -618,7 +618,7 @@ __device__ __forceinline__ void chunk_load(chunk<NR> &c, const rgroup &g, int n_
  * for a new block to start. The first weights are loaded before waiting for the predecessor
  * kernel (PDL: weights never depend on it, so their latency overlaps its tail), and each next
  * group's first weights are in flight while the current group's sums are reduced and stored. */
-template <int TYPE, bool NORM, int MODE, int R>
+template <int TYPE, bool NORM, int MODE, int R, int UN>
 __global__ void __launch_bounds__(MV_MAXW * 32) mv_rows_kernel(mv3 p, const float *__restrict__ x,
                                                               const float *__restrict__ nw, float eps, int n_in,
                                                               int total_rows)
@@ -628,8 +628,8 @@ __global__ void __launch_bounds__(MV_MAXW * 32) mv_rows_kernel(mv3 p, const floa
     const int groups = (total_rows + R - 1) / R;
     int grp = blockIdx.x;
     rgroup g = group_of<MODE, R>(p, grp, total_rows);
-    chunk<NR> c;
-    chunk_load<TYPE, MODE, R, NR>(c, g, n_in, t, T, U);
+    chunk<NR, UN> c;
+    chunk_load<TYPE, MODE, R, NR, UN>(c, g, n_in, t, T, U);
     pdl_wait_then_release();
     float rs = 1.0f;
     __shared__ float red[NR > 32 ? NR : 32][MV_MAXW];
@@ -648,11 +648,11 @@ __global__ void __launch_bounds__(MV_MAXW * 32) mv_rows_kernel(mv3 p, const floa
 #pragma unroll
         for (int r = 0; r < NR; r++)
             acc[r] = 0.0f;
-        for (int u0 = t; u0 < U; u0 += T * UNROLL) {
+        for (int u0 = t; u0 < U; u0 += T * UN) {
             if (u0 != t)
-                chunk_load<TYPE, MODE, R, NR>(c, g, n_in, u0, T, U);
+                chunk_load<TYPE, MODE, R, NR, UN>(c, g, n_in, u0, T, U);
 #pragma unroll
-            for (int j = 0; j < UNROLL; j++) {
+            for (int j = 0; j < UN; j++) {
                 const int u = u0 + T * j;
                 if (u < U) {
                     float xv[E];
@@ -667,7 +667,7 @@ __global__ void __launch_bounds__(MV_MAXW * 32) mv_rows_kernel(mv3 p, const floa
         float *const out = g.y + g.row0;
         const int n_out = g.n;
         g = group_of<MODE, R>(p, grp + (int)gridDim.x, total_rows);
-        chunk_load<TYPE, MODE, R, NR>(c, g, n_in, t, T, U); // the next group's first weights (none past the end)
+        chunk_load<TYPE, MODE, R, NR, UN>(c, g, n_in, t, T, U); // the next group's first weights (none past the end)
 #pragma unroll
         for (int r = 0; r < NR; r++) {
             const float v = warp_sum(acc[r]);
@@ -748,20 +748,31 @@ static unsigned resident_grid(K kernel, int threads, int groups)
     return (unsigned)((groups + rounds - 1) / rounds);
 }
 
-template <int TYPE, bool NORM, int MODE>
-cudaError_t launch_rows(const mv3 &p, const float *x, const float *norm_w, float eps, int n_in, int rows, cudaStream_t s)
+/* Rows per group for plain and accumulating launches: 4, or 8 under SHOAL_CUDA_MV_ROWS=8 (an
+ * experiment: 8 rows with one unit in flight per row instead of 4 with two). */
+static int mv_group_rows() { static const int r = env_int("SHOAL_CUDA_MV_ROWS") == 8 ? 8 : 4; return r; }
+
+template <int TYPE, bool NORM, int MODE, int R, int UN>
+cudaError_t launch_rows_r(const mv3 &p, const float *x, const float *norm_w, float eps, int n_in, int rows, cudaStream_t s)
 {
-    constexpr int R = MODE == 2 ? 2 : 4;
-    // units per thread and row: one for 16-bit weights (8 elements), UNROLL for quantised ones
+    // units per thread and row: one for 16-bit weights (8 elements), UN for quantised ones
     // (their units carry 16 or 32 elements: fewer threads keep as many bytes in flight)
-    const int U = n_in / unit_elems<TYPE>::n, per = 32 * (TYPE == T_F16 || TYPE == T_BF16 ? 1 : UNROLL);
+    const int U = n_in / unit_elems<TYPE>::n, per = 32 * (TYPE == T_F16 || TYPE == T_BF16 ? 1 : UN);
     int warps = U >= per * MV_MAXW ? MV_MAXW : U >= per * 4 ? 4 : U >= per * 2 ? 2 : 1;
     if (mv_warps_override() == 1 || mv_warps_override() == 2 || mv_warps_override() == 4 || mv_warps_override() == 8)
         warps = mv_warps_override();
     const int groups = (rows + R - 1) / R;
-    auto k = mv_rows_kernel<TYPE, NORM, MODE, R>;
+    auto k = mv_rows_kernel<TYPE, NORM, MODE, R, UN>;
     return launch(k, dim3(resident_grid(k, warps * 32, groups)), dim3((unsigned)warps * 32), 0, s, p, x, norm_w, eps,
                   n_in, rows);
+}
+
+template <int TYPE, bool NORM, int MODE>
+cudaError_t launch_rows(const mv3 &p, const float *x, const float *norm_w, float eps, int n_in, int rows, cudaStream_t s)
+{
+    if (mv_group_rows() == 8)
+        return launch_rows_r<TYPE, NORM, MODE, MODE == 2 ? 4 : 8, 1>(p, x, norm_w, eps, n_in, rows, s);
+    return launch_rows_r<TYPE, NORM, MODE, MODE == 2 ? 2 : 4, UNROLL>(p, x, norm_w, eps, n_in, rows, s);
 }
 
 template <bool NORM, int MODE>
@@ -980,10 +991,10 @@ cudaError_t shoal_cu_matvec_fused(const shoal_cu_mat_t *const *w, float *const *
     }
     for (int i = n_mats; i < 3; i++)
         p.rows[i] = 0x7fffffff;
-    /* a row group never straddles two matrices: where 4 does not divide a matrix's rows (all
-     * but the last), each matrix gets its own launch */
+    /* a row group never straddles two matrices: where the group's rows do not divide a matrix's
+     * rows (all but the last), each matrix gets its own launch */
     for (int i = 0; i + 1 < n_mats; i++)
-        if (w[i]->n_out % 4) {
+        if (w[i]->n_out % mv_group_rows()) {
             cudaError_t e = cudaSuccess;
             for (int j = 0; j < n_mats && !e; j++)
                 e = shoal_cu_matvec_fused(&w[j], &y[j], 1, x, norm_w, eps, accumulate, s);
