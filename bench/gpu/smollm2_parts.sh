@@ -7,7 +7,9 @@
 #                    and .devdeps; then run the tests and benches: they find the model in
 #                    .deps/models as they do here, so test_cuda_llama runs its float64-fixture test
 #                    and test_nn_device.sh its Paris checks on the GPU)
-# join checks the reassembled file against the SHA-256 the set-up script pins.
+# join checks the reassembled file against the SHA-256 the set-up script pins. To compare with
+# llama.cpp on the file itself, stash the full bundle in a call between the two
+# (smollm2_parts.sh stash-bundle, carrying .gpurun/bundle.tar.xz) and run call 2 with R=/tmp/stash.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 NAME=SmolLM2-135M-Instruct.Q4_1.gguf
@@ -24,6 +26,11 @@ stash)
     cp .gpurun/smollm2.part1 .gpurun/smollm2.sha256 /tmp/stash/
     echo "stashed $(du -h /tmp/stash/smollm2.part1 | cut -f1)"
     ;;
+stash-bundle) # the full bundle (with llama-bench) in a call of its own: then R=/tmp/stash in call 3
+    mkdir -p /tmp/stash
+    cp .gpurun/bundle.tar.xz /tmp/stash/
+    echo "stashed the bundle, $(du -h /tmp/stash/bundle.tar.xz | cut -f1)"
+    ;;
 join)
     [ -f /tmp/stash/smollm2.part1 ] || { echo "smollm2_parts: no stashed part 1 (the machine was not warm?)" >&2; exit 1; }
     mkdir -p .deps/models
@@ -33,7 +40,7 @@ join)
     echo "joined .deps/models/$NAME, SHA-256 ok"
     ;;
 *)
-    echo "usage: smollm2_parts.sh split|stash|join" >&2
+    echo "usage: smollm2_parts.sh split|stash|stash-bundle|join" >&2
     exit 2
     ;;
 esac
