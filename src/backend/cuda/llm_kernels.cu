@@ -6,7 +6,7 @@
  *
  * Matvec, the reference (matvec_kernel): decode is bound by weight bytes, so one warp owns one row
  * and each lane issues 16-byte loads of the (repacked, see llm_kernels.h) payload; 8 rows per
- * 256-thread block; x is read through the read-only cache. The fused kernels (mv_rows_kernel, the
+ * 256-thread block; x is read through the read-only cache. The fused kernels of mv_fused.cu (the
  * default) give each block several rows that share every activation load, keep several weight
  * loads in flight per thread, and fold the RMS norm, the Q/K/V triple and gate/up + SwiGLU into
  * single launches. Positions and tokens are
@@ -14,45 +14,20 @@
  * replays it), and every kernel waits for its inputs itself, so launches may use programmatic
  * dependent launch. */
 #include "backend/cuda/llm_kernels.h"
+#include "backend/cuda/kernel_util.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <math.h>
 #include <stdlib.h>
 
+thread_local bool shoal_cu_pdl = false;
+
 namespace {
 
 constexpr int MV_THREADS = 256, MV_ROWS = MV_THREADS / 32;
-enum { T_F16 = 1, T_Q4_0 = 2, T_Q4_1 = 3, T_Q8_0 = 8, T_BF16 = 30 };
-
-__device__ __forceinline__ float warp_sum(float v)
-{
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1)
-        v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-/* Programmatic dependent launch (Hopper): a kernel launched with the PDL attribute may start
- * while its predecessor is still running. Every kernel here therefore waits for its predecessor's
- * results (griddepcontrol.wait; a no-op when launched without the attribute) before reading
- * anything a predecessor wrote or writing anything one may still read, and then lets its own
- * successor launch, which can meanwhile stream the weights it does not need to wait for. */
-__device__ __forceinline__ void pdl_wait_then_release()
-{
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
 
 __device__ __forceinline__ float h2f(const __half *p, size_t i) { return __half2float(p[i]); }
-
-__device__ __forceinline__ void bf16x2(uint32_t w, float &a, float &b)
-{
-    a = __uint_as_float(w << 16);
-    b = __uint_as_float(w & 0xffff0000u);
-}
 
 template <int TYPE>
 __global__ void __launch_bounds__(MV_THREADS) matvec_kernel(const void *__restrict__ qs, const __half *__restrict__ dd,
@@ -71,20 +46,7 @@ __global__ void __launch_bounds__(MV_THREADS) matvec_kernel(const void *__restri
             const float4 *xv = (const float4 *)(x + j * 8);
             float4 x0 = __ldg(xv), x1 = __ldg(xv + 1);
             float f[8];
-            if (TYPE == T_F16) {
-                const __half2 *h = (const __half2 *)&q;
-#pragma unroll
-                for (int k = 0; k < 4; k++) {
-                    float2 t = __half22float2(h[k]);
-                    f[2 * k] = t.x;
-                    f[2 * k + 1] = t.y;
-                }
-            } else {
-                bf16x2(q.x, f[0], f[1]);
-                bf16x2(q.y, f[2], f[3]);
-                bf16x2(q.z, f[4], f[5]);
-                bf16x2(q.w, f[6], f[7]);
-            }
+            unit16_to_float<TYPE == T_BF16>(q, f);
             acc += f[0] * x0.x + f[1] * x0.y + f[2] * x0.z + f[3] * x0.w + f[4] * x1.x + f[5] * x1.y + f[6] * x1.z +
                    f[7] * x1.w;
         }
@@ -169,18 +131,6 @@ __global__ void dequant_kernel(shoal_cu_mat_t e, float *__restrict__ out)
     const size_t total = (size_t)e.n_out * e.n_in;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x)
         out[i] = dequant(e, i / e.n_in, (int)(i % e.n_in));
-}
-
-__device__ float block_sum(float v, float *sh)
-{
-    v = warp_sum(v);
-    const int lane = threadIdx.x & 31, wid = threadIdx.x / 32, nw = (blockDim.x + 31) / 32;
-    __syncthreads(); // sh may still be read by a previous call
-    if (lane == 0)
-        sh[wid] = v;
-    __syncthreads();
-    v = lane < nw ? sh[lane] : 0.0f;
-    return warp_sum(v);
 }
 
 /* The unnormalised softmax of sc[0, n) in place: the block's maximum from each thread's own
@@ -424,371 +374,6 @@ __global__ void __launch_bounds__(ATT_THREADS) rope_attention_kernel(const float
     }
 }
 
-/* ---- fused decode kernels: fewer launches per layer, more weight bytes in flight ----
- *
- * A block owns R output rows (of up to three matrices of one type and width, run on in order; for
- * gate/up, R rows of each) and its threads split every row's 16-byte weight units between them
- * (thread t takes units t, t + T, ...). Each activation unit is loaded once and used for all the
- * block's rows, so x's reads from L1 cost a fraction of the weight bytes instead of 2-4 times them
- * (matvec_kernel re-reads x per row), and each thread keeps R x UNROLL 16-byte weight loads in
- * flight before consuming them: decode is bound by the weight bytes in flight per SM. Per-thread
- * sums meet in a warp and then a shared-memory reduction. With NORM the block first computes x's
- * RMS scale and each thread normalises what it loads; gate/up rows leave silu(g) * u. */
-
-constexpr int MV_MAXW = 8, UNROLL = 2; // warps per block at most; units in flight per thread and row (default)
-
-struct mv3 {
-    const void *qs[3];
-    const __half *d[3], *m[3];
-    float *y[3];
-    int rows[3];
-};
-
-template <int TYPE> struct unit_elems { static constexpr int n = TYPE == T_Q8_0 ? 16 : (TYPE == T_Q4_0 || TYPE == T_Q4_1) ? 32 : 8; };
-
-/* The activations of unit u (E floats), normalised by r * nw when NORM. */
-template <int TYPE, bool NORM>
-__device__ __forceinline__ void load_unit(const float *__restrict__ x, const float *__restrict__ nw, float r, int u,
-                                          float *xv)
-{
-    constexpr int E = unit_elems<TYPE>::n;
-    const float4 *xp = (const float4 *)(x + (size_t)u * E);
-#pragma unroll
-    for (int k = 0; k < E / 4; k++) {
-        float4 v = __ldg(xp + k);
-        if (NORM) {
-            const float4 w = __ldg((const float4 *)(nw + (size_t)u * E) + k);
-            v.x = v.x * r * w.x, v.y = v.y * r * w.y, v.z = v.z * r * w.z, v.w = v.w * r * w.w;
-        }
-        xv[4 * k] = v.x, xv[4 * k + 1] = v.y, xv[4 * k + 2] = v.z, xv[4 * k + 3] = v.w;
-    }
-}
-
-/* Small integers to float without the conversion unit (a quarter of the FMA rate on Hopper, and
- * a quantised unit needs 16 or 32 conversions per 16 bytes): byte j of u is placed in the low
- * mantissa bits of a float whose exponent makes one mantissa step 1.0, and the bias subtracted.
- * Exact, so the sums equal matvec_kernel's conversions bit for bit.
- * i8f: byte j of u is a signed byte XOR 0x80 (value + 128); u4f: byte j of u is in [0, 15]. */
-__device__ __forceinline__ float i8f(uint32_t u, int j)
-{
-    return __int_as_float(__byte_perm(u, 0x4B400000u, 0x7650u | (unsigned)j)) - 12583040.0f; // 1.5 * 2^23 + 128
-}
-
-__device__ __forceinline__ float u4f(uint32_t u, int j)
-{
-    return __int_as_float(__byte_perm(u, 0x4B000000u, 0x7650u | (unsigned)j)) - 8388608.0f; // 2^23
-}
-
-/* One unit's contribution from its 16 payload bytes q (and the block's scale / minimum), with
- * matvec_kernel's association within the unit. */
-template <int TYPE>
-__device__ __forceinline__ float unit_dot(uint4 q, float d, float m, const float *xv)
-{
-    if (TYPE == T_F16 || TYPE == T_BF16) {
-        float f[8];
-        if (TYPE == T_F16) {
-            const __half2 *h = (const __half2 *)&q;
-#pragma unroll
-            for (int k = 0; k < 4; k++) {
-                float2 t = __half22float2(h[k]);
-                f[2 * k] = t.x;
-                f[2 * k + 1] = t.y;
-            }
-        } else {
-            bf16x2(q.x, f[0], f[1]);
-            bf16x2(q.y, f[2], f[3]);
-            bf16x2(q.z, f[4], f[5]);
-            bf16x2(q.w, f[6], f[7]);
-        }
-        return f[0] * xv[0] + f[1] * xv[1] + f[2] * xv[2] + f[3] * xv[3] + f[4] * xv[4] + f[5] * xv[5] + f[6] * xv[6] +
-               f[7] * xv[7];
-    } else if (TYPE == T_Q8_0) {
-        const uint32_t w[4] = {q.x, q.y, q.z, q.w};
-        float s = 0.0f;
-#pragma unroll
-        for (int k = 0; k < 4; k++) {
-            const uint32_t u = w[k] ^ 0x80808080u; // two's complement -> biased by 128
-            s += i8f(u, 0) * xv[4 * k] + i8f(u, 1) * xv[4 * k + 1] + i8f(u, 2) * xv[4 * k + 2] + i8f(u, 3) * xv[4 * k + 3];
-        }
-        return s * d;
-    } else {
-        const uint32_t w[4] = {q.x, q.y, q.z, q.w};
-        float s = 0.0f, sx = 0.0f;
-#pragma unroll
-        for (int k = 0; k < 4; k++) {
-            const uint32_t lo = w[k] & 0x0f0f0f0fu, hi = (w[k] >> 4) & 0x0f0f0f0fu;
-            float l0 = u4f(lo, 0), l1 = u4f(lo, 1), l2 = u4f(lo, 2), l3 = u4f(lo, 3);
-            float h0 = u4f(hi, 0), h1 = u4f(hi, 1), h2 = u4f(hi, 2), h3 = u4f(hi, 3);
-            s += l0 * xv[4 * k] + l1 * xv[4 * k + 1] + l2 * xv[4 * k + 2] + l3 * xv[4 * k + 3] + h0 * xv[16 + 4 * k] +
-                 h1 * xv[16 + 4 * k + 1] + h2 * xv[16 + 4 * k + 2] + h3 * xv[16 + 4 * k + 3];
-            sx += xv[4 * k] + xv[4 * k + 1] + xv[4 * k + 2] + xv[4 * k + 3] + xv[16 + 4 * k] + xv[16 + 4 * k + 1] +
-                  xv[16 + 4 * k + 2] + xv[16 + 4 * k + 3];
-        }
-        return TYPE == T_Q4_0 ? d * (s - 8.0f * sx) : d * s + m * sx;
-    }
-}
-
-/* Unit u of row `row`: its payload and scale(s). */
-template <int TYPE>
-__device__ __forceinline__ void unit_load(const void *__restrict__ qs, const __half *__restrict__ dd,
-                                          const __half *__restrict__ mm, size_t row, int n_in, int u, uint4 &q,
-                                          float &d, float &m)
-{
-    constexpr int E = unit_elems<TYPE>::n;
-    // payload bytes per row: 2 per element (F16, BF16), 1 (Q8_0), 1/2 (Q4)
-    const size_t rb = TYPE == T_Q8_0 ? (size_t)n_in : (TYPE == T_Q4_0 || TYPE == T_Q4_1) ? (size_t)n_in / 2 : (size_t)n_in * 2;
-    q = __ldg((const uint4 *)((const uint8_t *)qs + row * rb) + u);
-    d = 0.0f, m = 0.0f;
-    if (TYPE == T_Q8_0 || TYPE == T_Q4_0 || TYPE == T_Q4_1)
-        d = __half2float(dd[row * (size_t)(n_in / 32) + (size_t)u * E / 32]);
-    if (TYPE == T_Q4_1)
-        m = __half2float(mm[row * (size_t)(n_in / 32) + u]);
-}
-
-/* UN units (u0, u0 + T, ...) of the block's NR rows, loaded together. */
-template <int NR, int UN> struct chunk {
-    uint4 q[UN][NR];
-    float d[UN][NR], m[UN][NR];
-};
-
-/* A row group: R consecutive rows of one matrix (for gate/up, the same R rows of both; the launch
- * splits matrices whose row counts R does not divide, so a group never straddles two), the
- * output vector and how many of the R rows exist. */
-struct rgroup {
-    const void *qs[2];
-    const __half *dd[2], *mm[2];
-    float *y;
-    int row0, n;
-};
-
-template <int MODE, int R>
-__device__ __forceinline__ rgroup group_of(const mv3 &p, int grp, int total_rows)
-{
-    rgroup g;
-    int r0 = grp * R, k = 0;
-    if (MODE != 2) {
-        // which matrix: resolved with constant indices (no local copy of p)
-        g.qs[0] = p.qs[0], g.dd[0] = p.d[0], g.mm[0] = p.m[0], g.y = p.y[0];
-        int left = p.rows[0];
-        if (r0 >= p.rows[0]) {
-            r0 -= p.rows[0], k = 1;
-            g.qs[0] = p.qs[1], g.dd[0] = p.d[1], g.mm[0] = p.m[1], g.y = p.y[1], left = p.rows[1];
-            if (r0 >= p.rows[1]) {
-                r0 -= p.rows[1], k = 2;
-                g.qs[0] = p.qs[2], g.dd[0] = p.d[2], g.mm[0] = p.m[2], g.y = p.y[2], left = p.rows[2];
-            }
-        }
-        g.qs[1] = g.qs[0], g.dd[1] = g.dd[0], g.mm[1] = g.mm[0];
-        left -= r0;
-        g.n = grp * R < total_rows ? (left < R ? left : R) : 0;
-    } else {
-        g.qs[0] = p.qs[0], g.dd[0] = p.d[0], g.mm[0] = p.m[0];
-        g.qs[1] = p.qs[1], g.dd[1] = p.d[1], g.mm[1] = p.m[1];
-        g.y = p.y[0];
-        const int left = total_rows - r0;
-        g.n = left <= 0 ? 0 : left < R ? left : R;
-    }
-    (void)k;
-    g.row0 = r0;
-    return g;
-}
-
-/* Row r of the block's NR: matrix r / R for gate/up (rows r % R), else the group's only one. */
-template <int TYPE, int MODE, int R, int NR, int UN>
-__device__ __forceinline__ void chunk_load(chunk<NR, UN> &c, const rgroup &g, int n_in, int u0, int T, int U)
-{
-#pragma unroll
-    for (int j = 0; j < UN; j++) {
-        const int u = u0 + T * j;
-        if (u < U) {
-#pragma unroll
-            for (int r = 0; r < NR; r++) {
-                const int k = MODE == 2 ? r / R : 0, rr = r % R;
-                if (rr < g.n)
-                    unit_load<TYPE>(g.qs[k], g.dd[k], g.mm[k], (size_t)(g.row0 + rr), n_in, u, c.q[j][r], c.d[j][r],
-                                    c.m[j][r]);
-            }
-        }
-    }
-}
-
-/* MODE 0: y = W.x; 1: y += W.x (the residual); 2: y = silu(Wg.x) * (Wu.x) (gate and up).
- * Blocks stay resident and take row groups blockIdx.x, + gridDim.x, ... (the launch sizes the grid
- * to what the GPU holds at once), so the RMS scale is computed once per block and no group waits
- * for a new block to start. The first weights are loaded before waiting for the predecessor
- * kernel (PDL: weights never depend on it, so their latency overlaps its tail), and each next
- * group's first weights are in flight while the current group's sums are reduced and stored. */
-template <int TYPE, bool NORM, int MODE, int R, int UN>
-__global__ void __launch_bounds__(MV_MAXW * 32) mv_rows_kernel(mv3 p, const float *__restrict__ x,
-                                                              const float *__restrict__ nw, float eps, int n_in,
-                                                              int total_rows)
-{
-    constexpr int NR = MODE == 2 ? 2 * R : R, E = unit_elems<TYPE>::n;
-    const int U = n_in / E, T = blockDim.x, t = threadIdx.x, lane = t & 31, wid = t >> 5;
-    const int groups = (total_rows + R - 1) / R;
-    int grp = blockIdx.x;
-    rgroup g = group_of<MODE, R>(p, grp, total_rows);
-    chunk<NR, UN> c;
-    chunk_load<TYPE, MODE, R, NR, UN>(c, g, n_in, t, T, U);
-    pdl_wait_then_release();
-    float rs = 1.0f;
-    __shared__ float red[NR > 32 ? NR : 32][MV_MAXW];
-    if (NORM) {
-        float ss = 0.0f;
-        for (int i = t * 4; i < n_in; i += T * 4) {
-            const float4 v = __ldg((const float4 *)(x + i));
-            ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-        }
-        rs = 1.0f / sqrtf(block_sum(ss, &red[0][0]) / (float)n_in + eps);
-        __syncthreads(); // red is reused below
-    }
-    const int nwarps = T >> 5;
-    for (; grp < groups; grp += gridDim.x) {
-        float acc[NR];
-#pragma unroll
-        for (int r = 0; r < NR; r++)
-            acc[r] = 0.0f;
-        for (int u0 = t; u0 < U; u0 += T * UN) {
-            if (u0 != t)
-                chunk_load<TYPE, MODE, R, NR, UN>(c, g, n_in, u0, T, U);
-#pragma unroll
-            for (int j = 0; j < UN; j++) {
-                const int u = u0 + T * j;
-                if (u < U) {
-                    float xv[E];
-                    load_unit<TYPE, NORM>(x, nw, rs, u, xv);
-#pragma unroll
-                    for (int r = 0; r < NR; r++)
-                        if (r % R < g.n)
-                            acc[r] += unit_dot<TYPE>(c.q[j][r], c.d[j][r], c.m[j][r], xv);
-                }
-            }
-        }
-        float *const out = g.y + g.row0;
-        const int n_out = g.n;
-        g = group_of<MODE, R>(p, grp + (int)gridDim.x, total_rows);
-        chunk_load<TYPE, MODE, R, NR, UN>(c, g, n_in, t, T, U); // the next group's first weights (none past the end)
-#pragma unroll
-        for (int r = 0; r < NR; r++) {
-            const float v = warp_sum(acc[r]);
-            if (lane == 0)
-                red[r][wid] = v;
-        }
-        __syncthreads();
-        if (t < n_out) {
-            float a = 0.0f;
-            for (int w = 0; w < nwarps; w++)
-                a += red[t][w];
-            if (MODE == 2) {
-                float u = 0.0f;
-                for (int w = 0; w < nwarps; w++)
-                    u += red[R + t][w];
-                out[t] = a / (1.0f + expf(-a)) * u;
-            } else {
-                out[t] = MODE == 1 ? out[t] + a : a;
-            }
-        }
-        __syncthreads(); // red is rewritten by the next group
-    }
-}
-
-/* Launches a kernel on s, with programmatic dependent launch when enabled for this thread's
- * launches (shoal_cu_set_pdl). */
-static thread_local bool g_pdl = false;
-
-template <typename... P, typename... A>
-cudaError_t launch(void (*k)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, A... args)
-{
-    cudaLaunchAttribute at[1];
-    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[0].val.programmaticStreamSerializationAllowed = 1;
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = grid;
-    cfg.blockDim = block;
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = s;
-    cfg.attrs = at;
-    cfg.numAttrs = g_pdl ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, k, args...);
-}
-
-/* Rows per group: 4 (gate/up: 2 of each). Threads per block: up to eight warps, so that each
- * thread owns one unit of a row of 16-bit weights, UNROLL of quantised ones (a 576-wide Q4 row runs
- * one warp). Blocks: as many as the GPU holds at once (they loop over the groups; the count is
- * trimmed so that every block takes the same number), or fewer when there are fewer groups.
- * Measured on an H100 (bench/gpu/run_tune.sh, bench/RESULTS-cuda-llm.md). */
-/* Tuning overrides for kernel experiments (bench/gpu/run_tune.sh): SHOAL_CUDA_MV_WARPS forces the
- * warps per block (1, 2, 4, 8), SHOAL_CUDA_MV_BLOCKS_PER_SM caps the resident blocks per SM. Unset
- * (the default), the launch picks both as described above. */
-static int env_int(const char *name)
-{
-    const char *v = getenv(name);
-    return v ? atoi(v) : 0;
-}
-
-static int mv_warps_override() { static const int w = env_int("SHOAL_CUDA_MV_WARPS"); return w; }
-static int mv_blocks_cap() { static const int b = env_int("SHOAL_CUDA_MV_BLOCKS_PER_SM"); return b; }
-
-template <typename K>
-static unsigned resident_grid(K kernel, int threads, int groups)
-{
-    int dev = 0, sms = 0, per_sm = 0;
-    if (cudaGetDevice(&dev) || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0) || per_sm < 1 || sms < 1) {
-        cudaGetLastError();
-        return (unsigned)groups; // one group per block: correct, only slower
-    }
-    if (mv_blocks_cap() > 0 && per_sm > mv_blocks_cap())
-        per_sm = mv_blocks_cap();
-    const long cap = (long)sms * per_sm;
-    if (groups <= cap)
-        return (unsigned)groups;
-    // every block the same number of groups: a block with one more would set the kernel's end
-    const long rounds = (groups + cap - 1) / cap;
-    return (unsigned)((groups + rounds - 1) / rounds);
-}
-
-/* Rows per group for plain and accumulating launches: 4, or 8 under SHOAL_CUDA_MV_ROWS=8 (an
- * experiment: 8 rows with one unit in flight per row instead of 4 with two). */
-static int mv_group_rows() { static const int r = env_int("SHOAL_CUDA_MV_ROWS") == 8 ? 8 : 4; return r; }
-
-template <int TYPE, bool NORM, int MODE, int R, int UN>
-cudaError_t launch_rows_r(const mv3 &p, const float *x, const float *norm_w, float eps, int n_in, int rows, cudaStream_t s)
-{
-    // units per thread and row: one for 16-bit weights (8 elements), UN for quantised ones
-    // (their units carry 16 or 32 elements: fewer threads keep as many bytes in flight)
-    const int U = n_in / unit_elems<TYPE>::n, per = 32 * (TYPE == T_F16 || TYPE == T_BF16 ? 1 : UN);
-    int warps = U >= per * MV_MAXW ? MV_MAXW : U >= per * 4 ? 4 : U >= per * 2 ? 2 : 1;
-    if (mv_warps_override() == 1 || mv_warps_override() == 2 || mv_warps_override() == 4 || mv_warps_override() == 8)
-        warps = mv_warps_override();
-    const int groups = (rows + R - 1) / R;
-    auto k = mv_rows_kernel<TYPE, NORM, MODE, R, UN>;
-    return launch(k, dim3(resident_grid(k, warps * 32, groups)), dim3((unsigned)warps * 32), 0, s, p, x, norm_w, eps,
-                  n_in, rows);
-}
-
-template <int TYPE, bool NORM, int MODE>
-cudaError_t launch_rows(const mv3 &p, const float *x, const float *norm_w, float eps, int n_in, int rows, cudaStream_t s)
-{
-    if (mv_group_rows() == 8)
-        return launch_rows_r<TYPE, NORM, MODE, MODE == 2 ? 4 : 8, 1>(p, x, norm_w, eps, n_in, rows, s);
-    return launch_rows_r<TYPE, NORM, MODE, MODE == 2 ? 2 : 4, UNROLL>(p, x, norm_w, eps, n_in, rows, s);
-}
-
-template <bool NORM, int MODE>
-cudaError_t launch_fused(int type, const mv3 &p, const float *x, const float *norm_w, float eps, int n_in, int rows,
-                         cudaStream_t s)
-{
-    switch (type) {
-    case T_F16: return launch_rows<T_F16, NORM, MODE>(p, x, norm_w, eps, n_in, rows, s);
-    case T_BF16: return launch_rows<T_BF16, NORM, MODE>(p, x, norm_w, eps, n_in, rows, s);
-    case T_Q8_0: return launch_rows<T_Q8_0, NORM, MODE>(p, x, norm_w, eps, n_in, rows, s);
-    case T_Q4_0: return launch_rows<T_Q4_0, NORM, MODE>(p, x, norm_w, eps, n_in, rows, s);
-    case T_Q4_1: return launch_rows<T_Q4_1, NORM, MODE>(p, x, norm_w, eps, n_in, rows, s);
-    default: return cudaErrorInvalidValue;
-    }
-}
-
 __global__ void swiglu_kernel(float *__restrict__ g, const float *__restrict__ u, int n)
 {
     pdl_wait_then_release();
@@ -972,54 +557,7 @@ cudaError_t shoal_cu_attention_batch(const float *q, const float *kcache, const 
                   attention_smem(head_dim, n_ctx), s, q, kcache, vcache, pos, out, n_head, n_kv, head_dim);
 }
 
-cudaError_t shoal_cu_matvec_fused(const shoal_cu_mat_t *const *w, float *const *y, int n_mats, const float *x,
-                                  const float *norm_w, float eps, int accumulate, cudaStream_t s)
-{
-    if (n_mats < 1 || n_mats > 3 || (accumulate && norm_w))
-        return cudaErrorInvalidValue;
-    mv3 p = {};
-    int rows = 0;
-    for (int i = 0; i < n_mats; i++) {
-        if (w[i]->type != w[0]->type || w[i]->n_in != w[0]->n_in)
-            return cudaErrorInvalidValue;
-        p.qs[i] = w[i]->qs;
-        p.d[i] = (const __half *)w[i]->d;
-        p.m[i] = (const __half *)w[i]->m;
-        p.y[i] = y[i];
-        p.rows[i] = w[i]->n_out;
-        rows += w[i]->n_out;
-    }
-    for (int i = n_mats; i < 3; i++)
-        p.rows[i] = 0x7fffffff;
-    /* a row group never straddles two matrices: where the group's rows do not divide a matrix's
-     * rows (all but the last), each matrix gets its own launch */
-    for (int i = 0; i + 1 < n_mats; i++)
-        if (w[i]->n_out % mv_group_rows()) {
-            cudaError_t e = cudaSuccess;
-            for (int j = 0; j < n_mats && !e; j++)
-                e = shoal_cu_matvec_fused(&w[j], &y[j], 1, x, norm_w, eps, accumulate, s);
-            return e;
-        }
-    if (norm_w)
-        return launch_fused<true, 0>((int)w[0]->type, p, x, norm_w, eps, w[0]->n_in, rows, s);
-    if (accumulate)
-        return launch_fused<false, 1>((int)w[0]->type, p, x, NULL, eps, w[0]->n_in, rows, s);
-    return launch_fused<false, 0>((int)w[0]->type, p, x, NULL, eps, w[0]->n_in, rows, s);
-}
-
-cudaError_t shoal_cu_gateup_fused(const shoal_cu_mat_t *gate, const shoal_cu_mat_t *up, const float *x,
-                                  const float *norm_w, float eps, float *h, cudaStream_t s)
-{
-    if (gate->type != up->type || gate->n_in != up->n_in || gate->n_out != up->n_out)
-        return cudaErrorInvalidValue;
-    mv3 p = {};
-    p.qs[0] = gate->qs, p.d[0] = (const __half *)gate->d, p.m[0] = (const __half *)gate->m;
-    p.qs[1] = up->qs, p.d[1] = (const __half *)up->d, p.m[1] = (const __half *)up->m;
-    p.y[0] = h;
-    return launch_fused<true, 2>((int)gate->type, p, x, norm_w, eps, gate->n_in, gate->n_out, s);
-}
-
-void shoal_cu_set_pdl(int on) { g_pdl = on != 0; }
+void shoal_cu_set_pdl(int on) { shoal_cu_pdl = on != 0; }
 
 cudaError_t shoal_cu_swiglu(float *g, const float *u, int n, cudaStream_t s)
 {
