@@ -318,9 +318,12 @@ cudaError_t launch_rows_r(const mv3 &p, const float *x, const float *norm_w, flo
 template <int TYPE, bool NORM, int MODE>
 cudaError_t launch_rows(const mv3 &p, const float *x, const float *norm_w, float eps, int n_in, int rows, cudaStream_t s)
 {
+    // 16-bit weights: one unit per thread and row in flight (their rows are spread over more
+    // threads), which leaves registers for more resident blocks
+    constexpr int UN = TYPE == T_F16 || TYPE == T_BF16 ? 1 : UNROLL;
     if (mv_group_rows() == 8)
         return launch_rows_r<TYPE, NORM, MODE, MODE == 2 ? 4 : 8, 1>(p, x, norm_w, eps, n_in, rows, s);
-    return launch_rows_r<TYPE, NORM, MODE, MODE == 2 ? 2 : 4, UNROLL>(p, x, norm_w, eps, n_in, rows, s);
+    return launch_rows_r<TYPE, NORM, MODE, MODE == 2 ? 2 : 4, UN>(p, x, norm_w, eps, n_in, rows, s);
 }
 
 template <bool NORM, int MODE>
