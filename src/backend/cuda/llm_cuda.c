@@ -263,7 +263,7 @@ struct shoal_cuda_llama_ctx {
     bool kv_owned;
     void *scratch;  /* device: x, xb, q, k, v, att, hb, hb2, logits */
     float *x, *xb, *q, *k, *v, *att, *hb, *hb2, *logits;
-    int32_t *d_io;  /* device: tokens (n_ctx), positions (n_ctx), argmax out */
+    int32_t *d_io;  /* device: tokens (n_ctx), positions (n_ctx), argmax out, argmax scratch */
     /* batched prefill (n_batch > 1): activations of up to n_batch tokens and one dequantised matrix */
     int n_batch;
     cublasHandle_t blas;
@@ -430,8 +430,14 @@ shoal_status_t shoal_cuda_llama_ctx_new(const shoal_llama_model_t *m, const shoa
     for (int i = 0; i < 9; i++)
         total += align256(sizes[i] * sizeof(float));
     if ((s = dev_alloc(&c->scratch, total, "activations")) ||
-        (s = dev_alloc((void **)&c->d_io, ((size_t)2 * n_ctx + 1) * sizeof(int32_t), "token buffer")))
+        (s = dev_alloc((void **)&c->d_io, ((size_t)2 * n_ctx + 1 + SHOAL_CU_ARGMAX_SCRATCH) * sizeof(int32_t),
+                       "token buffer")))
         goto fail;
+    /* the argmax's ticket starts at zero (the kernel resets it after each use) */
+    if ((e = cudaMemset(c->d_io + 2 * (size_t)n_ctx + 1, 0, SHOAL_CU_ARGMAX_SCRATCH * sizeof(int32_t))) != cudaSuccess) {
+        s = cuda_fail(e, "cudaMemset");
+        goto fail;
+    }
     if ((e = cudaMallocHost((void **)&c->h_io, ((size_t)2 * n_ctx + 1) * sizeof(int32_t))) != cudaSuccess) {
         s = cuda_fail(e, "cudaMallocHost");
         goto fail;
@@ -624,7 +630,7 @@ static cudaError_t emit_logits(shoal_cuda_llama_ctx_t *c, const float *x, int t,
     if (e)
         return e;
     if (greedy)
-        return (e = shoal_cu_argmax(c->logits, hp->vocab, c->d_io + 2 * c->n_ctx, s))
+        return (e = shoal_cu_argmax(c->logits, hp->vocab, c->d_io + 2 * c->n_ctx, c->d_io + 2 * c->n_ctx + 1, s))
                    ? e
                    : cudaMemcpyAsync(c->h_io + 2 * c->n_ctx, c->d_io + 2 * c->n_ctx, sizeof(int32_t),
                                      cudaMemcpyDeviceToHost, s);

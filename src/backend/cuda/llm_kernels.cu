@@ -384,35 +384,62 @@ __global__ void swiglu_kernel(float *__restrict__ g, const float *__restrict__ u
     }
 }
 
-/* One block. Each thread scans its elements in increasing index order (so a strict > keeps the
- * first of equal maxima) from float4 loads, eight in flight, then the block reduces (value, index)
- * pairs, lower index on ties. A one-element-a-step loop left a 128k vocabulary to 125 dependent
- * round trips per thread (4% of a 1B F16 decode step on an H100). */
+/* Many blocks, then the last to finish: block b scans its contiguous slice of float4s, each thread
+ * in increasing index order (so a strict > keeps the first of equal maxima), and leaves its
+ * (value, index) in scratch; the block that takes the last ticket merges the partials in block
+ * order (lower index on ties) and resets the ticket for the next launch (a CUDA graph replays this
+ * one). One block had left a 128k vocabulary to one SM's bandwidth (12.7 µs of a 1B F16 step on an
+ * H100). scratch: ARGMAX_BLOCKS values, ARGMAX_BLOCKS indices, the ticket (zero before the first
+ * launch). */
+constexpr int ARGMAX_BLOCKS = 64, ARGMAX_THREADS = 256;
+
 __device__ __forceinline__ void argmax_take(float v, int i, float &best, int &idx)
 {
-    if (v > best) {
+    if (v > best || (v == best && i < idx)) {
         best = v;
         idx = i;
     }
 }
 
-__global__ void argmax_kernel(const float *__restrict__ x, int n, int32_t *__restrict__ out)
+/* The block's (best, idx) into every thread (lower index on ties). */
+__device__ void argmax_block(float &best, int &idx)
 {
-    pdl_wait_then_release();
     __shared__ float bv[32];
     __shared__ int bi[32];
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        argmax_take(__shfl_xor_sync(0xffffffffu, best, o), __shfl_xor_sync(0xffffffffu, idx, o), best, idx);
+    const int lane = threadIdx.x & 31, wid = threadIdx.x / 32, nw = blockDim.x / 32;
+    __syncthreads(); // bv may still be read by a previous call
+    if (lane == 0)
+        bv[wid] = best, bi[wid] = idx;
+    __syncthreads();
+    best = -INFINITY, idx = 0x7fffffff;
+    for (int w = 0; w < nw; w++)
+        argmax_take(bv[w], bi[w], best, idx);
+}
+
+__global__ void __launch_bounds__(ARGMAX_THREADS) argmax_kernel(const float *__restrict__ x, int n,
+                                                               int32_t *__restrict__ out, int32_t *__restrict__ scratch)
+{
+    pdl_wait_then_release();
+    float *pv = (float *)scratch;
+    int32_t *pi = scratch + ARGMAX_BLOCKS;
+    unsigned *ticket = (unsigned *)(scratch + 2 * ARGMAX_BLOCKS);
+    __shared__ bool last;
     float best = -INFINITY;
     int idx = 0x7fffffff;
     const int T = blockDim.x, t = threadIdx.x, n4 = ((uintptr_t)x & 15) ? 0 : n / 4;
+    const int per = (n4 + gridDim.x - 1) / gridDim.x, lo = blockIdx.x * per, hi = min(n4, lo + per);
     const float4 *x4 = (const float4 *)x;
-    int i = t;
-    for (; i + 7 * T < n4; i += 8 * T) {
-        float4 v[8];
+    int i = lo + t;
+    for (; i + 3 * T < hi; i += 4 * T) {
+        float4 v[4];
 #pragma unroll
-        for (int k = 0; k < 8; k++)
+        for (int k = 0; k < 4; k++)
             v[k] = __ldg(x4 + i + k * T);
 #pragma unroll
-        for (int k = 0; k < 8; k++) {
+        for (int k = 0; k < 4; k++) {
             const int b = 4 * (i + k * T);
             argmax_take(v[k].x, b, best, idx);
             argmax_take(v[k].y, b + 1, best, idx);
@@ -420,37 +447,33 @@ __global__ void argmax_kernel(const float *__restrict__ x, int n, int32_t *__res
             argmax_take(v[k].w, b + 3, best, idx);
         }
     }
-    for (; i < n4; i += T) {
+    for (; i < hi; i += T) {
         const float4 v = __ldg(x4 + i);
         argmax_take(v.x, 4 * i, best, idx);
         argmax_take(v.y, 4 * i + 1, best, idx);
         argmax_take(v.z, 4 * i + 2, best, idx);
         argmax_take(v.w, 4 * i + 3, best, idx);
     }
-    for (int j = 4 * n4 + t; j < n; j += T)
-        argmax_take(x[j], j, best, idx);
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        float ov = __shfl_xor_sync(0xffffffffu, best, o);
-        int oi = __shfl_xor_sync(0xffffffffu, idx, o);
-        if (ov > best || (ov == best && oi < idx)) {
-            best = ov;
-            idx = oi;
-        }
-    }
-    const int lane = t & 31, wid = t / 32;
-    if (lane == 0) {
-        bv[wid] = best;
-        bi[wid] = idx;
+    if (blockIdx.x == gridDim.x - 1) // the tail past the float4s
+        for (int j = 4 * n4 + t; j < n; j += T)
+            argmax_take(x[j], j, best, idx);
+    argmax_block(best, idx);
+    if (t == 0) {
+        pv[blockIdx.x] = best, pi[blockIdx.x] = idx;
+        __threadfence(); // the partial is visible before the ticket says so
+        last = atomicAdd(ticket, 1u) == gridDim.x - 1;
     }
     __syncthreads();
+    if (!last)
+        return;
+    __threadfence();
+    best = -INFINITY, idx = 0x7fffffff;
+    for (int b = t; b < (int)gridDim.x; b += T)
+        argmax_take(((volatile float *)pv)[b], ((volatile int32_t *)pi)[b], best, idx);
+    argmax_block(best, idx);
     if (t == 0) {
-        for (int w = 1; w < (int)(T / 32); w++)
-            if (bv[w] > best || (bv[w] == best && bi[w] < idx)) {
-                best = bv[w];
-                idx = bi[w];
-            }
         *out = idx == 0x7fffffff ? 0 : idx;
+        *ticket = 0;
     }
 }
 
@@ -564,9 +587,9 @@ cudaError_t shoal_cu_swiglu(float *g, const float *u, int n, cudaStream_t s)
     return launch(swiglu_kernel, dim3((unsigned)(n + 255) / 256), dim3(256), 0, s, g, u, n);
 }
 
-cudaError_t shoal_cu_argmax(const float *x, int n, int32_t *out, cudaStream_t s)
+cudaError_t shoal_cu_argmax(const float *x, int n, int32_t *out, int32_t *scratch, cudaStream_t s)
 {
-    return launch(argmax_kernel, dim3(1), dim3(1024), 0, s, x, n, out);
+    return launch(argmax_kernel, dim3(ARGMAX_BLOCKS), dim3(ARGMAX_THREADS), 0, s, x, n, out, scratch);
 }
 
 } // extern "C"

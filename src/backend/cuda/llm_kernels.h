@@ -76,8 +76,10 @@ void shoal_cu_set_pdl(int on);
 cudaError_t shoal_cu_dequant(const shoal_cu_mat_t *e, float *out, cudaStream_t s);
 /* g = silu(g) * u */
 cudaError_t shoal_cu_swiglu(float *g, const float *u, int n, cudaStream_t s);
-/* *out = argmax x (first index on ties). */
-cudaError_t shoal_cu_argmax(const float *x, int n, int32_t *out, cudaStream_t s);
+/* *out = argmax x (first index on ties). scratch: SHOAL_CU_ARGMAX_SCRATCH int32 words of device
+ * memory, zeroed before the first launch and not shared with a launch that may run concurrently. */
+#define SHOAL_CU_ARGMAX_SCRATCH (2 * 64 + 1)
+cudaError_t shoal_cu_argmax(const float *x, int n, int32_t *out, int32_t *scratch, cudaStream_t s);
 /* Raises the attention kernels' dynamic shared memory limit for contexts of n_ctx positions. */
 cudaError_t shoal_cu_attention_prepare(int n_ctx);
 
