@@ -1,7 +1,7 @@
 /* test_cuda_llama.c — the CUDA forward pass (backend/cuda/llm_cuda.h) against the CPU one and, for
  * SmolLM2, against the float64 fixture; 64 greedy steps identical to the CPU's; mapped KV cache,
  * in-place logits, KV snapshot round trips and graph-replayed decode bit-identical to the default
- * paths; bad calls and
+ * paths; KV files restored through the pinned staging, corrupt ones refused; bad calls and
  * device out-of-memory give clear errors. Skips (with the reason) without a GPU.
  *
  * Model: $SHOAL_CUDA_LLAMA_MODEL, else SmolLM2 from $SHOAL_DEPS/models, else a small random model
@@ -29,8 +29,10 @@
 #include <cuda_runtime_api.h>
 
 #include "backend/cuda/llm_cuda.h"
+#include "backend/llm_engine.h"
 #include "model/gguf.h"
 #include "model/llama.h"
+#include "snapshot/kvcache.h"
 
 typedef struct fixture {
     shoal_gguf_t *g;
@@ -453,6 +455,88 @@ static void test_graph_decode(void **state)
 
 /* ---- bad calls and device out-of-memory */
 
+static void copy_file(const char *from, const char *to, size_t len, long flip_at)
+{
+    FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
+    assert_non_null(a);
+    assert_non_null(b);
+    uint8_t *buf = malloc(len);
+    assert_int_equal(fread(buf, 1, len, a), len);
+    if (flip_at >= 0)
+        buf[flip_at] ^= 0x40;
+    assert_int_equal(fwrite(buf, 1, len, b), len);
+    free(buf);
+    fclose(a);
+    fclose(b);
+}
+
+/* A KV file restored into an empty GPU context takes the staged path (the rows are read from the
+ * file by the staging threads into pinned memory, checksummed there and uploaded): a corrupt or
+ * truncated file is refused with nothing made valid, and the good file restores the rows bit for
+ * bit and continues with identical logits. The sequence is long enough (> 1 MB a tensor) for the
+ * staging to be used. */
+static void test_kv_file_restore(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    const size_t row = (size_t)F.m->hp.kv_dim * sizeof(float);
+    const int n = (int)((3u << 20) / row) + 7, n_ctx = n + 16, V = F.m->hp.vocab;
+    shoal_engine_params_t p;
+    shoal_engine_params_init(&p);
+    p.device = SHOAL_DEVICE_CUDA;
+    p.n_ctx = n_ctx;
+    shoal_engine_t *a, *b;
+    assert_int_equal(shoal_engine_new(F.m, &p, &a), SHOAL_OK);
+    assert_int_equal(shoal_engine_new(F.m, &p, &b), SHOAL_OK);
+    int32_t *toks = malloc(sizeof(int32_t) * (size_t)(n + 1));
+    for (int i = 0; i <= n; i++)
+        toks[i] = (int32_t)((i * 7919u + 13u) % (unsigned)(V < 2000 ? V : 2000));
+    assert_int_equal(shoal_engine_eval(a, toks, n, 0, NULL, SHOAL_LLAMA_LOGITS_NONE), SHOAL_OK);
+    uint8_t sha[32];
+    for (int i = 0; i < 32; i++)
+        sha[i] = (uint8_t)(i * 37 + 1);
+    char good[128], bad[128];
+    snprintf(good, sizeof good, "/tmp/shoal_kvgpu_%d.safetensors", (int)getpid());
+    snprintf(bad, sizeof bad, "/tmp/shoal_kvgpu_%d_bad.safetensors", (int)getpid());
+    assert_int_equal(shoal_kv_save_safetensors(a, sha, good), SHOAL_OK);
+    FILE *f = fopen(good, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    const long len = ftell(f);
+    fclose(f);
+    print_message("KV file: %d positions, %.1f MB\n", n, len / 1e6);
+
+    copy_file(good, bad, (size_t)len, len - 100); /* inside the last V tensor's rows */
+    assert_int_not_equal(shoal_kv_load_safetensors(b, sha, bad), SHOAL_OK);
+    print_message("corrupt: %s\n", shoal_last_error());
+    assert_non_null(strstr(shoal_last_error(), "checksum"));
+    assert_int_equal(shoal_engine_n_past(b), 0);
+    copy_file(good, bad, (size_t)len / 2, -1);
+    assert_int_not_equal(shoal_kv_load_safetensors(b, sha, bad), SHOAL_OK);
+    assert_int_equal(shoal_engine_n_past(b), 0);
+
+    assert_int_equal(shoal_kv_load_safetensors(b, sha, good), SHOAL_OK);
+    assert_int_equal(shoal_engine_n_past(b), n);
+    float *ka = malloc(row * (size_t)n), *va = malloc(row * (size_t)n), *kb = malloc(row * (size_t)n),
+          *vb = malloc(row * (size_t)n);
+    const int step = F.m->hp.n_layer > 1 ? F.m->hp.n_layer - 1 : 1; /* the first and the last layer */
+    for (int l = 0; l < F.m->hp.n_layer; l += step) {
+        assert_int_equal(shoal_engine_kv_read(a, l, n, ka, va), SHOAL_OK);
+        assert_int_equal(shoal_engine_kv_read(b, l, n, kb, vb), SHOAL_OK);
+        assert_memory_equal(ka, kb, row * (size_t)n);
+        assert_memory_equal(va, vb, row * (size_t)n);
+    }
+    float *la = malloc(sizeof(float) * (size_t)V), *lb = malloc(sizeof(float) * (size_t)V);
+    assert_int_equal(shoal_engine_eval(a, &toks[n], 1, n, la, SHOAL_LLAMA_LOGITS_LAST), SHOAL_OK);
+    assert_int_equal(shoal_engine_eval(b, &toks[n], 1, n, lb, SHOAL_LLAMA_LOGITS_LAST), SHOAL_OK);
+    assert_memory_equal(la, lb, sizeof(float) * (size_t)V);
+    unlink(good);
+    unlink(bad);
+    free(ka), free(va), free(kb), free(vb), free(la), free(lb), free(toks);
+    shoal_engine_delete(a);
+    shoal_engine_delete(b);
+}
+
 static void test_errors_and_oom(void **state)
 {
     (void)state;
@@ -509,6 +593,7 @@ int main(void)
         cmocka_unit_test(test_vs_float64_fixture),
         cmocka_unit_test(test_mapped_kv_inplace_snapshot),
         cmocka_unit_test(test_graph_decode),
+        cmocka_unit_test(test_kv_file_restore),
         cmocka_unit_test(test_errors_and_oom),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
