@@ -185,13 +185,21 @@ shoal_status_t shoal_engine_kv_read(shoal_engine_t *e, int layer, int rows, floa
     return SHOAL_OK;
 }
 
-shoal_status_t shoal_engine_kv_write_crc(shoal_engine_t *e, int layer, int rows, const float *k, const float *v,
-                                         uint32_t *crc_k, uint32_t *crc_v)
+/* The rows are in range and the cache may take a checked write (empty, the engine's own). */
+static shoal_status_t check_checked_write(const shoal_engine_t *e, int layer, int rows)
 {
     shoal_status_t st = check_rows(e, layer, rows);
     if (st != SHOAL_OK) return st;
     if (e->kv_external || shoal_engine_n_past(e) != 0)
         return shoal_fail(SHOAL_E_UNSUPPORTED, "engine: checked writes need an empty cache of the engine's own");
+    return SHOAL_OK;
+}
+
+shoal_status_t shoal_engine_kv_write_crc(shoal_engine_t *e, int layer, int rows, const float *k, const float *v,
+                                         uint32_t *crc_k, uint32_t *crc_v)
+{
+    shoal_status_t st = check_checked_write(e, layer, rows);
+    if (st != SHOAL_OK) return st;
 #ifdef SHOAL_HAVE_CUDA
     if (ON_CUDA(e)) return shoal_cuda_llama_kv_write_crc(e->cuda, layer, rows, k, v, crc_k, crc_v);
 #endif
@@ -204,10 +212,8 @@ shoal_status_t shoal_engine_kv_write_crc(shoal_engine_t *e, int layer, int rows,
 shoal_status_t shoal_engine_kv_write_file_crc(shoal_engine_t *e, int layer, int rows, int fd, uint64_t off_k,
                                               uint64_t off_v, uint32_t *crc_k, uint32_t *crc_v)
 {
-    shoal_status_t st = check_rows(e, layer, rows);
+    shoal_status_t st = check_checked_write(e, layer, rows);
     if (st != SHOAL_OK) return st;
-    if (e->kv_external || shoal_engine_n_past(e) != 0)
-        return shoal_fail(SHOAL_E_UNSUPPORTED, "engine: checked writes need an empty cache of the engine's own");
 #ifdef SHOAL_HAVE_CUDA
     if (ON_CUDA(e)) return shoal_cuda_llama_kv_write_file_crc(e->cuda, layer, rows, fd, off_k, off_v, crc_k, crc_v);
 #endif

@@ -74,9 +74,14 @@ static bool stage_ready(int device)
             cudaGetLastError();
             return false;
         }
-        if (cudaEventCreateWithFlags(&g_stage.ev[0], cudaEventDisableTiming) != cudaSuccess ||
-            cudaEventCreateWithFlags(&g_stage.ev[1], cudaEventDisableTiming) != cudaSuccess) {
+        if (cudaEventCreateWithFlags(&g_stage.ev[0], cudaEventDisableTiming) != cudaSuccess) {
             cudaGetLastError();
+            cudaFreeHost(p);
+            return false;
+        }
+        if (cudaEventCreateWithFlags(&g_stage.ev[1], cudaEventDisableTiming) != cudaSuccess) {
+            cudaGetLastError();
+            cudaEventDestroy(g_stage.ev[0]);
             cudaFreeHost(p);
             return false;
         }
@@ -134,12 +139,6 @@ static cudaError_t staged_upload(cudaStream_t stream, void *dev, const void *hos
     return e;
 }
 
-
-static shoal_status_t cuda_failed(cudaError_t e)
-{
-    return shoal_fail(SHOAL_E_DEVICE, "cuda: KV upload failed: %s (%s)", cudaGetErrorString(e), cudaGetErrorName(e));
-}
-
 shoal_status_t shoal_cu_stage_upload(int device, cudaStream_t stream, void *dev, const void *host, int fd, uint64_t foff,
                                      size_t bytes, uint32_t *crc)
 {
@@ -154,5 +153,7 @@ shoal_status_t shoal_cu_stage_upload(int device, cudaStream_t stream, void *dev,
     if (err)
         return shoal_fail(SHOAL_E_IO, "cuda: reading %zu bytes at offset %llu for an upload: %s", bytes,
                           (unsigned long long)foff, strerror(err));
-    return e ? cuda_failed(e) : SHOAL_OK;
+    if (e)
+        return shoal_fail(SHOAL_E_DEVICE, "cuda: KV upload failed: %s (%s)", cudaGetErrorString(e), cudaGetErrorName(e));
+    return SHOAL_OK;
 }

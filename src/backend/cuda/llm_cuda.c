@@ -466,6 +466,14 @@ fail:
 
 /* ---------------------------------------------------------------- forward */
 
+/* Layer l's K and V cache rows: (n_ctx, kv_dim) each, K then V. */
+static void layer_cache(const shoal_cuda_llama_ctx_t *c, int l, float **kc, float **vc)
+{
+    const size_t plane = (size_t)c->n_ctx * (size_t)c->m->hp.kv_dim;
+    *kc = c->kv + (size_t)l * 2 * plane;
+    *vc = *kc + plane;
+}
+
 static bool same_shape(const shoal_cu_mat_t *a, const shoal_cu_mat_t *b)
 {
     return a->type == b->type && a->n_in == b->n_in;
@@ -478,7 +486,8 @@ static cudaError_t layer_step_fused(shoal_cuda_llama_ctx_t *c, int l, const int3
     const shoal_llama_hparams_t *hp = &c->m->hp;
     const cu_layer_t *L = &c->w->layers[l];
     cudaStream_t s = c->stream;
-    float *kc = c->kv + (size_t)l * 2 * c->n_ctx * hp->kv_dim, *vc = kc + (size_t)c->n_ctx * hp->kv_dim;
+    float *kc, *vc;
+    layer_cache(c, l, &kc, &vc);
     cudaError_t e;
     if (same_shape(&L->wq, &L->wk) && same_shape(&L->wq, &L->wv)) {
         const shoal_cu_mat_t *w[3] = {&L->wq, &L->wk, &L->wv};
@@ -513,7 +522,8 @@ static cudaError_t layer_step(shoal_cuda_llama_ctx_t *c, int l, const int32_t *d
     const shoal_llama_hparams_t *hp = &c->m->hp;
     const cu_layer_t *L = &c->w->layers[l];
     cudaStream_t s = c->stream;
-    float *kc = c->kv + (size_t)l * 2 * c->n_ctx * hp->kv_dim, *vc = kc + (size_t)c->n_ctx * hp->kv_dim;
+    float *kc, *vc;
+    layer_cache(c, l, &kc, &vc);
     cudaError_t e;
     if ((e = shoal_cu_rmsnorm(c->x, L->attn_norm, c->xb, hp->dim, hp->rms_eps, s)) ||
         (e = shoal_cu_matvec(&L->wq, c->xb, c->q, 0, s)) || (e = shoal_cu_matvec(&L->wk, c->xb, c->k, 0, s)) ||
@@ -587,7 +597,8 @@ static cudaError_t layer_batch(shoal_cuda_llama_ctx_t *c, int l, const int32_t *
     const shoal_llama_hparams_t *hp = &c->m->hp;
     const cu_layer_t *L = &c->w->layers[l];
     cudaStream_t s = c->stream;
-    float *kc = c->kv + (size_t)l * 2 * c->n_ctx * hp->kv_dim, *vc = kc + (size_t)c->n_ctx * hp->kv_dim;
+    float *kc, *vc;
+    layer_cache(c, l, &kc, &vc);
     cudaError_t e;
     if ((e = shoal_cu_rmsnorm_rows(c->bx, L->attn_norm, c->bxb, hp->dim, nt, hp->rms_eps, s)) ||
         (e = gemm(c, &L->wq, c->bxb, c->bq, nt, false)) || (e = gemm(c, &L->wk, c->bxb, c->bk, nt, false)) ||
@@ -803,7 +814,6 @@ static bool pageable(const void *p)
     return pointer_attributes(p, &a) && a.type == cudaMemoryTypeUnregistered;
 }
 
-/* crc_k, crc_v (uploads only, may be NULL): the CRC-32C of the K and V bytes copied. */
 /* Rows [0, rows) of layer's K and V in the cache, and their byte count; refuses a range outside
  * the cache or a dead context. */
 static shoal_status_t kv_rows(shoal_cuda_llama_ctx_t *c, int layer, int rows, float **kc, float **vc, size_t *bytes)
@@ -814,17 +824,17 @@ static shoal_status_t kv_rows(shoal_cuda_llama_ctx_t *c, int layer, int rows, fl
                           hp->n_layer, c->n_ctx);
     if (c->dead)
         return shoal_fail(SHOAL_E_DEVICE, "cuda llm: this context hit a device error earlier and is unusable");
-    *kc = c->kv + (size_t)layer * 2 * c->n_ctx * hp->kv_dim;
-    *vc = *kc + (size_t)c->n_ctx * hp->kv_dim;
+    layer_cache(c, layer, kc, vc);
     *bytes = (size_t)rows * hp->kv_dim * sizeof(float);
     return SHOAL_OK;
 }
 
+/* crc_k, crc_v (uploads only, may be NULL): the CRC-32C of the K and V bytes copied. */
 static shoal_status_t kv_copy(shoal_cuda_llama_ctx_t *c, int layer, int rows, float *k, float *v, bool to_host,
                               uint32_t *crc_k, uint32_t *crc_v)
 {
-    float *kc, *vc;
-    size_t bytes;
+    float *kc = NULL, *vc = NULL;
+    size_t bytes = 0;
     shoal_status_t st = kv_rows(c, layer, rows, &kc, &vc, &bytes);
     if (st != SHOAL_OK)
         return st;
@@ -870,8 +880,8 @@ shoal_status_t shoal_cuda_llama_kv_write(shoal_cuda_llama_ctx_t *c, int layer, i
 shoal_status_t shoal_cuda_llama_kv_write_file_crc(shoal_cuda_llama_ctx_t *c, int layer, int rows, int fd,
                                                   uint64_t off_k, uint64_t off_v, uint32_t *crc_k, uint32_t *crc_v)
 {
-    float *kc, *vc;
-    size_t bytes;
+    float *kc = NULL, *vc = NULL;
+    size_t bytes = 0;
     shoal_status_t st = kv_rows(c, layer, rows, &kc, &vc, &bytes);
     if (st != SHOAL_OK)
         return st;

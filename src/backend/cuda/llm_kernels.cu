@@ -273,6 +273,21 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_kernel(const float *__r
     }
 }
 
+/* acc + the N cache rows p, p + groups, ... of one V column weighted by their scores: the N
+ * loads first, all in flight, then the sums in position order. */
+template <int N>
+__device__ __forceinline__ float v_weighted(const float *vcol, const float *sc, int p, int groups, int kv_dim, float acc)
+{
+    float vv[N];
+#pragma unroll
+    for (int i = 0; i < N; i++)
+        vv[i] = vcol[(size_t)(p + i * groups) * kv_dim];
+#pragma unroll
+    for (int i = 0; i < N; i++)
+        acc += sc[p + i * groups] * vv[i];
+    return acc;
+}
+
 /* Decode attention with RoPE and the cache store folded in (the fused path's one launch for what
  * rope_store_kernel + attention_kernel do in two). One block per query head: it rotates its q
  * head and its kv head's new k (the same double-precision angles as rope_store_kernel, so the
@@ -343,24 +358,10 @@ __global__ void __launch_bounds__(ATT_THREADS) rope_attention_kernel(const float
     if (g < groups) {
         const float *vcol = vc + (size_t)kvh * hd + d;
         int p = g;
-        for (; p + 15 * groups < pos; p += 16 * groups) { // sixteen loads in flight per thread
-            float vv[16];
-#pragma unroll
-            for (int i = 0; i < 16; i++)
-                vv[i] = vcol[(size_t)(p + i * groups) * kv_dim];
-#pragma unroll
-            for (int i = 0; i < 16; i++)
-                acc += sc[p + i * groups] * vv[i];
-        }
-        for (; p + 3 * groups < pos; p += 4 * groups) {
-            float vv[4];
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-                vv[i] = vcol[(size_t)(p + i * groups) * kv_dim];
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-                acc += sc[p + i * groups] * vv[i];
-        }
+        for (; p + 15 * groups < pos; p += 16 * groups) // sixteen loads in flight per thread
+            acc = v_weighted<16>(vcol, sc, p, groups, kv_dim, acc);
+        for (; p + 3 * groups < pos; p += 4 * groups)
+            acc = v_weighted<4>(vcol, sc, p, groups, kv_dim, acc);
         for (; p < n; p += groups)
             acc += sc[p] * (p == pos ? vcur[d] : vcol[(size_t)p * kv_dim]);
     }

@@ -16,7 +16,7 @@ namespace {
  * gate/up, R rows of each) and its threads split every row's 16-byte weight units between them
  * (thread t takes units t, t + T, ...). Each activation unit is loaded once and used for all the
  * block's rows, so x's reads from L1 cost a fraction of the weight bytes instead of 2-4 times them
- * (matvec_kernel re-reads x per row), and each thread keeps R x UNROLL 16-byte weight loads in
+ * (matvec_kernel re-reads x per row), and each thread keeps R x UN 16-byte weight loads in
  * flight before consuming them: decode is bound by the weight bytes in flight per SM. Per-thread
  * sums meet in a warp and then a shared-memory reduction. With NORM the block first computes x's
  * RMS scale and each thread normalises what it loads; gate/up rows leave silu(g) * u. */
@@ -138,16 +138,16 @@ template <int MODE, int R>
 __device__ __forceinline__ rgroup group_of(const mv3 &p, int grp, int total_rows)
 {
     rgroup g;
-    int r0 = grp * R, k = 0;
+    int r0 = grp * R;
     if (MODE != 2) {
         // which matrix: resolved with constant indices (no local copy of p)
         g.qs[0] = p.qs[0], g.dd[0] = p.d[0], g.mm[0] = p.m[0], g.y = p.y[0];
         int left = p.rows[0];
         if (r0 >= p.rows[0]) {
-            r0 -= p.rows[0], k = 1;
+            r0 -= p.rows[0];
             g.qs[0] = p.qs[1], g.dd[0] = p.d[1], g.mm[0] = p.m[1], g.y = p.y[1], left = p.rows[1];
             if (r0 >= p.rows[1]) {
-                r0 -= p.rows[1], k = 2;
+                r0 -= p.rows[1];
                 g.qs[0] = p.qs[2], g.dd[0] = p.d[2], g.mm[0] = p.m[2], g.y = p.y[2], left = p.rows[2];
             }
         }
@@ -161,7 +161,6 @@ __device__ __forceinline__ rgroup group_of(const mv3 &p, int grp, int total_rows
         const int left = total_rows - r0;
         g.n = left <= 0 ? 0 : left < R ? left : R;
     }
-    (void)k;
     g.row0 = r0;
     return g;
 }
@@ -300,13 +299,19 @@ static unsigned resident_grid(K kernel, int threads, int groups)
  * experiment: 8 rows with one unit in flight per row instead of 4 with two). */
 static int mv_group_rows() { static const int r = env_int("SHOAL_CUDA_MV_ROWS") == 8 ? 8 : 4; return r; }
 
+/* Warps per block for rows n_in wide: enough that each thread owns one unit of a row of 16-bit
+ * weights, UN of quantised ones (their units carry 16 or 32 elements: fewer threads keep as many
+ * bytes in flight), up to MV_MAXW. */
+template <int TYPE, int UN> static int row_warps(int n_in)
+{
+    const int U = n_in / unit_elems<TYPE>::n, per = 32 * (TYPE == T_F16 || TYPE == T_BF16 ? 1 : UN);
+    return U >= per * MV_MAXW ? MV_MAXW : U >= per * 4 ? 4 : U >= per * 2 ? 2 : 1;
+}
+
 template <int TYPE, bool NORM, int MODE, int R, int UN>
 cudaError_t launch_rows_r(const mv3 &p, const float *x, const float *norm_w, float eps, int n_in, int rows, cudaStream_t s)
 {
-    // units per thread and row: one for 16-bit weights (8 elements), UN for quantised ones
-    // (their units carry 16 or 32 elements: fewer threads keep as many bytes in flight)
-    const int U = n_in / unit_elems<TYPE>::n, per = 32 * (TYPE == T_F16 || TYPE == T_BF16 ? 1 : UN);
-    int warps = U >= per * MV_MAXW ? MV_MAXW : U >= per * 4 ? 4 : U >= per * 2 ? 2 : 1;
+    int warps = row_warps<TYPE, UN>(n_in);
     if (mv_warps_override() == 1 || mv_warps_override() == 2 || mv_warps_override() == 4 || mv_warps_override() == 8)
         warps = mv_warps_override();
     const int groups = (rows + R - 1) / R;
@@ -326,8 +331,7 @@ cudaError_t launch_rows(const mv3 &p, const float *x, const float *norm_w, float
     /* Rows short enough for one warp a block (SmolLM2's 576 and 1536 in Q4): half the rows per
      * group and one unit in flight, so twice the blocks (36-48 registers) share the few rows
      * there are; measured +9% on the SmolLM2 shape, while the 1B shapes lose with it. */
-    const int U = n_in / unit_elems<TYPE>::n, per = 32 * (TYPE == T_F16 || TYPE == T_BF16 ? 1 : UNROLL);
-    if (U < 2 * per && mv_warps_override() == 0)
+    if (row_warps<TYPE, UN>(n_in) == 1 && mv_warps_override() == 0)
         return launch_rows_r<TYPE, NORM, MODE, MODE == 2 ? 1 : 2, 1>(p, x, norm_w, eps, n_in, rows, s);
     return launch_rows_r<TYPE, NORM, MODE, MODE == 2 ? 2 : 4, UN>(p, x, norm_w, eps, n_in, rows, s);
 }
