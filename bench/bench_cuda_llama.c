@@ -157,9 +157,17 @@ int main(int argc, char **argv)
     shoal_cuda_llama_params_init(&p);
     p.n_ctx = n_ctx;
     if (only_default) {
+        /* the weights stay uploaded (and countable) while a context holds them */
+        shoal_cuda_llama_ctx_t *hold;
+        if (shoal_cuda_llama_ctx_new(m, &p, &hold)) {
+            fprintf(stderr, "%s\n", shoal_last_error());
+            return 1;
+        }
+        const double wbytes = (double)shoal_cuda_llama_weight_bytes(m);
         const double tps = variant_tps(m, &p, true, true, true, depth, gen, reps);
+        shoal_cuda_llama_ctx_delete(hold);
         printf("shoal-cuda tg%d depth %d, default (fused + CUDA graph + PDL): %.1f tok/s = %.2f of copy bandwidth\n", gen,
-               depth, tps, bw > 0 ? tps * (double)shoal_cuda_llama_weight_bytes(m) / bw : 0);
+               depth, tps, bw > 0 ? tps * wbytes / bw : 0);
         shoal_llama_model_delete(m);
         shoal_gguf_close(g);
         return 0;
