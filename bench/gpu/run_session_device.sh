@@ -33,6 +33,8 @@ step() { # step NAME LOG SECONDS CMD...: runs CMD with a timeout when the budget
 . bench/gpu/bundle_env.sh
 { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader; nproc; uname -r; } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
+step "bench_readbw" env.txt 30 $R/bench_readbw
+grep -E "read|copy" "$OUT/env.txt"
 
 G=$R/make_llama_gguf
 SMALL="--layers 4 --dim 512 --ffn 1536 --heads 8 --kv-heads 2 --vocab 4096 --seed 5"
