@@ -195,29 +195,23 @@ static shoal_status_t check_checked_write(const shoal_engine_t *e, int layer, in
     return SHOAL_OK;
 }
 
-shoal_status_t shoal_engine_kv_write_crc(shoal_engine_t *e, int layer, int rows, const float *k, const float *v,
-                                         uint32_t *crc_k, uint32_t *crc_v)
+shoal_status_t shoal_engine_kv_write_all_crc(shoal_engine_t *e, int rows, const float *const *k, const float *const *v,
+                                             int fd, const uint64_t *off_k, const uint64_t *off_v, uint32_t *crc_k,
+                                             uint32_t *crc_v)
 {
-    shoal_status_t st = check_checked_write(e, layer, rows);
+    shoal_status_t st = check_checked_write(e, 0, rows);
     if (st != SHOAL_OK) return st;
 #ifdef SHOAL_HAVE_CUDA
-    if (ON_CUDA(e)) return shoal_cuda_llama_kv_write_crc(e->cuda, layer, rows, k, v, crc_k, crc_v);
+    if (ON_CUDA(e)) return shoal_cuda_llama_kv_write_all_crc(e->cuda, rows, k, v, fd, off_k, off_v, crc_k, crc_v);
 #endif
+    if (!k) return shoal_fail(SHOAL_E_UNSUPPORTED, "engine: file writes are for GPU caches (the CPU reads the mapping)");
     size_t bytes = (size_t)rows * (size_t)e->m->hp.kv_dim * sizeof(float);
-    *crc_k = shoal_crc32c_spans(0, &(shoal_span_t){k, bytes}, 1);
-    *crc_v = shoal_crc32c_spans(0, &(shoal_span_t){v, bytes}, 1);
-    return shoal_engine_kv_write(e, layer, rows, k, v);
-}
-
-shoal_status_t shoal_engine_kv_write_file_crc(shoal_engine_t *e, int layer, int rows, int fd, uint64_t off_k,
-                                              uint64_t off_v, uint32_t *crc_k, uint32_t *crc_v)
-{
-    shoal_status_t st = check_checked_write(e, layer, rows);
-    if (st != SHOAL_OK) return st;
-#ifdef SHOAL_HAVE_CUDA
-    if (ON_CUDA(e)) return shoal_cuda_llama_kv_write_file_crc(e->cuda, layer, rows, fd, off_k, off_v, crc_k, crc_v);
-#endif
-    return shoal_fail(SHOAL_E_UNSUPPORTED, "engine: file writes are for GPU caches (the CPU reads the mapping)");
+    for (int l = 0; st == SHOAL_OK && l < e->m->hp.n_layer; l++) {
+        crc_k[l] = shoal_crc32c_spans(0, &(shoal_span_t){k[l], bytes}, 1);
+        crc_v[l] = shoal_crc32c_spans(0, &(shoal_span_t){v[l], bytes}, 1);
+        st = shoal_engine_kv_write(e, l, rows, k[l], v[l]);
+    }
+    return st;
 }
 
 shoal_status_t shoal_engine_kv_write(shoal_engine_t *e, int layer, int rows, const float *k, const float *v)

@@ -220,25 +220,34 @@ static shoal_status_t deserialize(shoal_engine_t *c, const uint8_t model_sha256[
     /* SHOAL_KV_MAPPED_COPY=1 stages from the mapping instead of reading the file (experiments) */
     bool checked = false, from_file = fd >= 0 && !getenv("SHOAL_KV_MAPPED_COPY");
     if (s == SHOAL_OK && shoal_engine_n_past(c) == 0 && n_past > 0) {
-        for (int l = 0; s == SHOAL_OK && l < hp->n_layer; l++) {
-            uint32_t ck, cv;
-            if (from_file) { /* on a GPU, straight from the file into pinned staging */
-                s = shoal_engine_kv_write_file_crc(c, l, (int)n_past, fd, (uint64_t)((const uint8_t *)ts[2 * l]->data - buf),
-                                                   (uint64_t)((const uint8_t *)ts[2 * l + 1]->data - buf), &ck, &cv);
-                if (s == SHOAL_E_UNSUPPORTED && l == 0) shoal_clear_error(), from_file = false;
-            }
-            if (!from_file)
-                s = shoal_engine_kv_write_crc(c, l, (int)n_past, (const float *)ts[2 * l]->data,
-                                              (const float *)ts[2 * l + 1]->data, &ck, &cv);
-            if (s == SHOAL_E_UNSUPPORTED && l == 0) { /* caller-owned cache: the checksum-first path */
-                shoal_clear_error();
-                s = SHOAL_OK;
-                break;
-            }
-            crc = shoal_crc32c_combine(crc, ck, ts[2 * l]->nbytes);
-            crc = shoal_crc32c_combine(crc, cv, ts[2 * l + 1]->nbytes);
-            checked = l == hp->n_layer - 1;
+        const size_t nl = (size_t)hp->n_layer;
+        const float **kp = calloc(2 * nl, sizeof *kp);
+        uint64_t *off = calloc(2 * nl, sizeof *off);
+        uint32_t *crcs = calloc(2 * nl, sizeof *crcs);
+        if (!kp || !off || !crcs) s = shoal_fail(SHOAL_E_NOMEM, "kv: out of memory");
+        /* K rows of every layer, then V: kp[0..nl) and kp[nl..2nl), offsets likewise */
+        for (size_t l = 0; s == SHOAL_OK && l < nl; l++) {
+            kp[l] = (const float *)ts[2 * l]->data, kp[nl + l] = (const float *)ts[2 * l + 1]->data;
+            off[l] = (uint64_t)((const uint8_t *)ts[2 * l]->data - buf);
+            off[nl + l] = (uint64_t)((const uint8_t *)ts[2 * l + 1]->data - buf);
         }
+        if (s == SHOAL_OK && from_file) { /* on a GPU, straight from the file into pinned staging */
+            s = shoal_engine_kv_write_all_crc(c, (int)n_past, NULL, NULL, fd, off, off + nl, crcs, crcs + nl);
+            if (s == SHOAL_E_UNSUPPORTED) shoal_clear_error(), s = SHOAL_OK, from_file = false;
+            else checked = s == SHOAL_OK;
+        }
+        if (s == SHOAL_OK && !checked) {
+            s = shoal_engine_kv_write_all_crc(c, (int)n_past, kp, kp + nl, -1, NULL, NULL, crcs, crcs + nl);
+            if (s == SHOAL_E_UNSUPPORTED) shoal_clear_error(), s = SHOAL_OK; /* caller-owned cache: checksum first */
+            else checked = s == SHOAL_OK;
+        }
+        for (size_t l = 0; checked && l < nl; l++) {
+            crc = shoal_crc32c_combine(crc, crcs[l], ts[2 * l]->nbytes);
+            crc = shoal_crc32c_combine(crc, crcs[nl + l], ts[2 * l + 1]->nbytes);
+        }
+        free(kp);
+        free(off);
+        free(crcs);
     }
     if (s == SHOAL_OK && !checked) crc = shoal_crc32c_spans(0, spans, 2 * (size_t)hp->n_layer);
     if (s == SHOAL_OK) {

@@ -877,23 +877,40 @@ shoal_status_t shoal_cuda_llama_kv_write(shoal_cuda_llama_ctx_t *c, int layer, i
     return kv_copy(c, layer, rows, (float *)k, (float *)v, false, NULL, NULL);
 }
 
-shoal_status_t shoal_cuda_llama_kv_write_file_crc(shoal_cuda_llama_ctx_t *c, int layer, int rows, int fd,
-                                                  uint64_t off_k, uint64_t off_v, uint32_t *crc_k, uint32_t *crc_v)
+shoal_status_t shoal_cuda_llama_kv_write_all_crc(shoal_cuda_llama_ctx_t *c, int rows, const float *const *k,
+                                                 const float *const *v, int fd, const uint64_t *off_k,
+                                                 const uint64_t *off_v, uint32_t *crc_k, uint32_t *crc_v)
 {
+    const int n_layer = c->m->hp.n_layer;
     float *kc = NULL, *vc = NULL;
     size_t bytes = 0;
-    shoal_status_t st = kv_rows(c, layer, rows, &kc, &vc, &bytes);
+    shoal_status_t st = kv_rows(c, 0, rows, &kc, &vc, &bytes);
     if (st != SHOAL_OK)
         return st;
-    if (!c->kv_owned)
-        return shoal_fail(SHOAL_E_UNSUPPORTED, "cuda llm: file uploads go to a device-resident cache");
-    if ((st = shoal_cu_stage_upload(c->device, c->stream, kc, NULL, fd, off_k, bytes, crc_k)) == SHOAL_OK)
-        st = shoal_cu_stage_upload(c->device, c->stream, vc, NULL, fd, off_v, bytes, crc_v);
+    bool staged = c->kv_owned && bytes * 2 * (size_t)n_layer >= SHOAL_CU_STAGE_MIN;
+    for (int l = 0; staged && k && l < n_layer; l++)
+        staged = pageable(k[l]) && pageable(v[l]);
+    if (staged) {
+        shoal_cu_stage_seg_t *seg = calloc(2 * (size_t)n_layer, sizeof *seg);
+        if (!seg)
+            return shoal_fail(SHOAL_E_NOMEM, "cuda llm: out of memory");
+        for (int l = 0; l < n_layer; l++) {
+            layer_cache(c, l, &kc, &vc);
+            seg[2 * l] = (shoal_cu_stage_seg_t){kc, k ? k[l] : NULL, k ? 0 : off_k[l], bytes, 0};
+            seg[2 * l + 1] = (shoal_cu_stage_seg_t){vc, k ? v[l] : NULL, k ? 0 : off_v[l], bytes, 0};
+        }
+        st = shoal_cu_stage_upload_segs(c->device, c->stream, seg, 2 * n_layer, k ? -1 : fd, true);
+        for (int l = 0; st == SHOAL_OK && l < n_layer; l++)
+            crc_k[l] = seg[2 * l].crc, crc_v[l] = seg[2 * l + 1].crc;
+        free(seg);
+        if (st != SHOAL_E_UNSUPPORTED)
+            return st;
+        shoal_clear_error(); /* no staging here */
+    }
+    if (!k)
+        return shoal_fail(SHOAL_E_UNSUPPORTED, "cuda llm: file uploads go through the pinned staging to a device-resident "
+                          "cache");
+    for (int l = 0; st == SHOAL_OK && l < n_layer; l++)
+        st = kv_copy(c, l, rows, (float *)k[l], (float *)v[l], false, &crc_k[l], &crc_v[l]);
     return st;
-}
-
-shoal_status_t shoal_cuda_llama_kv_write_crc(shoal_cuda_llama_ctx_t *c, int layer, int rows, const float *k,
-                                             const float *v, uint32_t *crc_k, uint32_t *crc_v)
-{
-    return kv_copy(c, layer, rows, (float *)k, (float *)v, false, crc_k, crc_v);
 }

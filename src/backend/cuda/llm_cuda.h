@@ -73,15 +73,15 @@ shoal_status_t shoal_cuda_llama_set_n_past(shoal_cuda_llama_ctx_t *c, int n_past
 shoal_status_t shoal_cuda_llama_kv_read(shoal_cuda_llama_ctx_t *c, int layer, int rows, float *k, float *v);
 shoal_status_t shoal_cuda_llama_kv_write(shoal_cuda_llama_ctx_t *c, int layer, int rows, const float *k,
                                          const float *v);
-/* As kv_write, and *crc_k / *crc_v = the CRC-32C of the K / V bytes, computed by the threads that
- * stage the rows for the upload (no pass of their own over the source). */
-shoal_status_t shoal_cuda_llama_kv_write_crc(shoal_cuda_llama_ctx_t *c, int layer, int rows, const float *k,
-                                             const float *v, uint32_t *crc_k, uint32_t *crc_v);
-/* As kv_write_crc with the rows read from file fd at byte offsets off_k and off_v (pread by the
- * staging threads into pinned memory: no page tables are built for the file). Device-resident
- * caches only (SHOAL_E_UNSUPPORTED otherwise); SHOAL_E_IO for a failed or short read. */
-shoal_status_t shoal_cuda_llama_kv_write_file_crc(shoal_cuda_llama_ctx_t *c, int layer, int rows, int fd,
-                                                  uint64_t off_k, uint64_t off_v, uint32_t *crc_k, uint32_t *crc_v);
+/* Rows [0, rows) of every layer's K and V written in one staged upload, from host memory k[l], v[l]
+ * or (k NULL) from file fd at byte offsets off_k[l], off_v[l] (pread by the staging threads into
+ * pinned memory: no page tables are built for the file); crc_k[l] / crc_v[l] = the CRC-32C of
+ * the bytes, computed by the threads that stage them (no pass of their own over the source).
+ * File sources need a device-resident cache (SHOAL_E_UNSUPPORTED otherwise); SHOAL_E_IO for a
+ * failed or short read. */
+shoal_status_t shoal_cuda_llama_kv_write_all_crc(shoal_cuda_llama_ctx_t *c, int rows, const float *const *k,
+                                                 const float *const *v, int fd, const uint64_t *off_k,
+                                                 const uint64_t *off_v, uint32_t *crc_k, uint32_t *crc_v);
 
 /* Device bytes held by the shared weights of m (0 if not uploaded). */
 size_t shoal_cuda_llama_weight_bytes(const shoal_llama_model_t *m);
