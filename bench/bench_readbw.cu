@@ -23,7 +23,8 @@ __global__ void rd(const uint4 *__restrict__ p, size_t n, unsigned *out)
         *out = acc;
 }
 
-template <int UN> static void run(const uint4 *p, size_t n, unsigned *o, int sms, int bps, int thr)
+/* The best of 8 timings (ms) of what enqueue puts on the default stream. */
+template <typename F> static float best_ms(F enqueue)
 {
     cudaEvent_t a, b;
     cudaEventCreate(&a);
@@ -31,14 +32,23 @@ template <int UN> static void run(const uint4 *p, size_t n, unsigned *o, int sms
     float best = 1e9f;
     for (int r = 0; r < 8; r++) {
         cudaEventRecord(a);
-        rd<UN><<<sms * bps, thr>>>(p, n, o);
+        enqueue();
         cudaEventRecord(b);
         cudaEventSynchronize(b);
         float ms;
         cudaEventElapsedTime(&ms, a, b);
-        if (ms < best) best = ms;
+        if (ms < best)
+            best = ms;
     }
-    printf("read UN=%d blocks/SM=%d threads=%d: %.0f GB/s\n", UN, bps, thr, n * 16.0 / best / 1e6);
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    return best;
+}
+
+template <int UN> static void run(const uint4 *p, size_t n, unsigned *o, int sms, int bps, int thr)
+{
+    const float ms = best_ms([&] { rd<UN><<<sms * bps, thr>>>(p, n, o); });
+    printf("read UN=%d blocks/SM=%d threads=%d: %.0f GB/s\n", UN, bps, thr, n * 16.0 / ms / 1e6);
 }
 
 int main()
@@ -61,19 +71,7 @@ int main()
     run<8>(p, n, o, sms, 2, 256);
     run<8>(p, n, o, sms, 4, 256);
     // copy bandwidth, read + write counted, as bench_cuda_llama measures it
-    cudaEvent_t a, b;
-    cudaEventCreate(&a);
-    cudaEventCreate(&b);
-    float best = 1e9f;
-    for (int r = 0; r < 8; r++) {
-        cudaEventRecord(a);
-        cudaMemcpy((char *)p + bytes / 2, p, bytes / 2, cudaMemcpyDeviceToDevice);
-        cudaEventRecord(b);
-        cudaEventSynchronize(b);
-        float ms;
-        cudaEventElapsedTime(&ms, a, b);
-        if (ms < best) best = ms;
-    }
-    printf("copy (read + write): %.0f GB/s\n", bytes / best / 1e6);
+    const float ms = best_ms([&] { cudaMemcpy((char *)p + bytes / 2, p, bytes / 2, cudaMemcpyDeviceToDevice); });
+    printf("copy (read + write): %.0f GB/s\n", bytes / ms / 1e6);
     return 0;
 }
