@@ -156,6 +156,7 @@ int main(int argc, char **argv)
     shoal_cuda_llama_params_t p;
     shoal_cuda_llama_params_init(&p);
     p.n_ctx = n_ctx;
+    p.prefill_tf32 = false; /* the float32 path; TF32 is measured as a row of its own */
     if (only_default) {
         /* the weights stay uploaded (and countable) while a context holds them */
         shoal_cuda_llama_ctx_t *hold;
@@ -205,6 +206,14 @@ int main(int argc, char **argv)
         shoal_cuda_llama_ctx_delete(c);
     }
     p.n_batch = 0;
+    /* the same prefill with its GEMMs on the tensor cores (TF32) */
+    double pp_tf32 = 0;
+    p.prefill_tf32 = true;
+    if (shoal_cuda_llama_ctx_new(m, &p, &c) == SHOAL_OK) {
+        pp_tf32 = prefill_tps(c, pt, prompt, logits, reps);
+        shoal_cuda_llama_ctx_delete(c);
+    }
+    p.prefill_tf32 = false;
 
     /* the same decode: as a CUDA graph; the fused kernels, plain and as a graph; and with PDL */
     const double tg_graph = variant_tps(m, &p, false, false, true, depth, gen, reps);
@@ -244,10 +253,11 @@ int main(int argc, char **argv)
            tg > 0 ? tg_mapped / tg : 0);
     printf("shoal-cuda pp%d batched (SGEMM, chunks of 256): %.1f tok/s; token by token: %.1f tok/s\n", prompt, pp,
            pp_tok);
+    printf("shoal-cuda pp%d batched, GEMMs in TF32 on the tensor cores (prefill_tf32): %.1f tok/s\n", prompt, pp_tf32);
     printf("{\"device\":\"%s\",\"copy_gbps\":%.1f,\"weights_mb\":%.1f,\"tg\":%d,\"depth\":%d,\"tg_tps\":%.2f,"
-           "\"tg_weight_gbps\":%.1f,\"roofline_frac\":%.3f,\"tg_mapped_kv_tps\":%.2f,\"tg_graph_tps\":%.2f,\"pp\":%d,\"pp_tps\":%.2f,\"pp_tokenwise_tps\":%.2f,\"tg_fused_tps\":%.2f,\"tg_fused_graph_tps\":%.2f,\"tg_fused_graph_pdl_tps\":%.2f}\n",
+           "\"tg_weight_gbps\":%.1f,\"roofline_frac\":%.3f,\"tg_mapped_kv_tps\":%.2f,\"tg_graph_tps\":%.2f,\"pp\":%d,\"pp_tps\":%.2f,\"pp_tokenwise_tps\":%.2f,\"pp_tf32_tps\":%.2f,\"tg_fused_tps\":%.2f,\"tg_fused_graph_tps\":%.2f,\"tg_fused_graph_pdl_tps\":%.2f}\n",
            prop.name, bw / 1e9, wbytes / 1e6, gen, depth, tg, achieved / 1e9, bw > 0 ? achieved / bw : 0, tg_mapped,
-           tg_graph, prompt, pp, pp_tok, tg_fused, tg_fused_graph, tg_fused_graph_pdl);
+           tg_graph, prompt, pp, pp_tok, pp_tf32, tg_fused, tg_fused_graph, tg_fused_graph_pdl);
     shoal_llama_model_delete(m);
     shoal_gguf_close(g);
     return 0;

@@ -284,6 +284,8 @@ void shoal_cuda_llama_params_init(shoal_cuda_llama_params_t *p)
      * that test_fused_decode compares them with */
     p->fused = true;
     p->pdl = true;
+    const char *tf32 = getenv("SHOAL_CUDA_PREFILL_TF32");
+    p->prefill_tf32 = tf32 && !strcmp(tf32, "1");
 }
 
 size_t shoal_cuda_llama_kv_bytes(const shoal_llama_model_t *m, int n_ctx)
@@ -330,7 +332,7 @@ static shoal_status_t dev_alloc(void **p, size_t bytes, const char *what)
 
 /* Scratch for batched prefill: activations of n_batch tokens and the largest layer matrix in
  * float32, plus a cuBLAS handle on the context's stream. */
-static shoal_status_t batch_setup(shoal_cuda_llama_ctx_t *c)
+static shoal_status_t batch_setup(shoal_cuda_llama_ctx_t *c, bool tf32)
 {
     const shoal_llama_hparams_t *hp = &c->m->hp;
     const size_t nb = (size_t)c->n_batch, wide = (size_t)(hp->dim > hp->q_dim ? hp->dim : hp->q_dim);
@@ -357,12 +359,15 @@ static shoal_status_t batch_setup(shoal_cuda_llama_ctx_t *c)
     cublasStatus_t b = cublasCreate(&c->blas);
     if (b != CUBLAS_STATUS_SUCCESS) {
         c->blas = NULL;
-        return shoal_fail(b == CUBLAS_STATUS_ALLOC_FAILED ? SHOAL_E_NOMEM : SHOAL_E_DEVICE,
-                          "cuda llm: cuBLAS could not start (status %d)", (int)b);
+        return b == CUBLAS_STATUS_ALLOC_FAILED
+                   ? shoal_fail(SHOAL_E_NOMEM, "cuda llm: device out of memory for cuBLAS's workspace (prefill)")
+                   : shoal_fail(SHOAL_E_DEVICE, "cuda llm: cuBLAS could not start (status %d)", (int)b);
     }
-    /* Plain float32 (no TF32 tensor-core rounding): prefill must agree with the decode kernels. */
+    /* By default plain float32 (no TF32 tensor-core rounding): prefill then agrees with the decode
+     * kernels; prefill_tf32 trades that for the tensor cores. */
     if ((b = cublasSetStream(c->blas, c->stream)) != CUBLAS_STATUS_SUCCESS ||
-        (b = cublasSetMathMode(c->blas, CUBLAS_PEDANTIC_MATH)) != CUBLAS_STATUS_SUCCESS)
+        (b = cublasSetMathMode(c->blas, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH)) !=
+            CUBLAS_STATUS_SUCCESS)
         return shoal_fail(SHOAL_E_DEVICE, "cuda llm: cuBLAS set-up failed (status %d)", (int)b);
     return SHOAL_OK;
 }
@@ -455,7 +460,7 @@ shoal_status_t shoal_cuda_llama_ctx_new(const shoal_llama_model_t *m, const shoa
     c->fused = p->fused;
     c->pdl = p->pdl;
     c->n_batch = p->n_batch == 0 ? 256 : p->n_batch < 1 ? 1 : p->n_batch > 1024 ? 1024 : p->n_batch;
-    if (c->n_batch > 1 && (s = batch_setup(c)))
+    if (c->n_batch > 1 && (s = batch_setup(c, p->prefill_tf32)))
         goto fail;
     *out = c;
     return SHOAL_OK;
