@@ -361,6 +361,75 @@ static void test_fused_decode(void **state)
     free(b);
 }
 
+/* Long contexts: the fused decode attention spreads a head's positions over several blocks and
+ * merges their partial softmaxes (chunks of 256 positions, or n / 16 past 4096); against the
+ * separate kernels, one block a head over every position: the logits of 6 steps within float32
+ * reordering with the same top-1, then 12 graph-replayed greedy ids identical. */
+static void long_context_case(int n_ctx, int np)
+{
+    const int V = F.m->hp.vocab;
+    int32_t *toks = malloc(sizeof(int32_t) * (size_t)np);
+    for (int i = 0; i < np; i++)
+        toks[i] = (i * 31 + 7) % (V < 500 ? V : 500);
+    shoal_cuda_llama_params_t pa, pb;
+    shoal_cuda_llama_params_init(&pa);
+    pa.n_ctx = n_ctx;
+    pa.prefill_tf32 = false;
+    pb = pa;
+    pb.fused = false;
+    pb.pdl = false;
+    shoal_cuda_llama_ctx_t *ca, *cb;
+    assert_int_equal(shoal_cuda_llama_ctx_new(F.m, &pa, &ca), SHOAL_OK);
+    assert_int_equal(shoal_cuda_llama_ctx_new(F.m, &pb, &cb), SHOAL_OK);
+    float *a = malloc(sizeof(float) * (size_t)V), *b = malloc(sizeof(float) * (size_t)V);
+    assert_int_equal(shoal_cuda_llama_eval(ca, toks, np, 0, NULL, SHOAL_LLAMA_LOGITS_NONE), SHOAL_OK);
+    assert_int_equal(shoal_cuda_llama_eval(cb, toks, np, 0, NULL, SHOAL_LLAMA_LOGITS_NONE), SHOAL_OK);
+    float worst = 0, scale = 1;
+    for (int i = 0; i < 6; i++) {
+        int32_t t = (i * 13 + 5) % (V < 200 ? V : 200);
+        assert_int_equal(shoal_cuda_llama_eval(ca, &t, 1, np + i, a, SHOAL_LLAMA_LOGITS_LAST), SHOAL_OK);
+        assert_int_equal(shoal_cuda_llama_eval(cb, &t, 1, np + i, b, SHOAL_LLAMA_LOGITS_LAST), SHOAL_OK);
+        scale = fmaxf(scale, max_abs(b, (size_t)V) / 30.0f);
+        worst = fmaxf(worst, max_diff(a, b, (size_t)V));
+        assert_int_equal(argmax(a, V), argmax(b, V));
+    }
+    print_message("fused (chunked) vs separate attention at %d positions (n_ctx %d): max |logit diff| %.3g (tolerance %.3g)\n",
+                  np + 6, n_ctx, worst, 2e-3 * scale);
+    assert_true(worst <= 2e-3f * scale);
+    shoal_cuda_llama_ctx_delete(ca);
+    pa.use_graph = true;
+    assert_int_equal(shoal_cuda_llama_ctx_new(F.m, &pa, &ca), SHOAL_OK);
+    assert_int_equal(shoal_cuda_llama_eval(ca, toks, np, 0, NULL, SHOAL_LLAMA_LOGITS_NONE), SHOAL_OK);
+    int32_t ta = 1, tb = 1;
+    int first_diff = -1;
+    for (int i = 0; i < 12; i++) {
+        int32_t in = tb;
+        assert_int_equal(shoal_cuda_llama_eval_greedy(ca, &in, 1, np + i, &ta), SHOAL_OK);
+        assert_int_equal(shoal_cuda_llama_eval_greedy(cb, &in, 1, np + i, &tb), SHOAL_OK);
+        if (ta != tb && first_diff < 0)
+            first_diff = i;
+    }
+    print_message("  graph-replayed greedy, 12 steps: first difference at %d\n", first_diff);
+    assert_int_equal(first_diff, -1);
+    shoal_cuda_llama_ctx_delete(ca);
+    shoal_cuda_llama_ctx_delete(cb);
+    free(a);
+    free(b);
+    free(toks);
+}
+
+static void test_long_context_decode(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    if (F.m->hp.n_ctx_train && F.m->hp.n_ctx_train < 4608) {
+        long_context_case(F.m->hp.n_ctx_train, F.m->hp.n_ctx_train - 20);
+        return;
+    }
+    long_context_case(2048, 700);  /* 3 chunks of 256 */
+    long_context_case(4608, 4400); /* past 16 x 256: 16 chunks of n / 16 */
+}
+
 /* ---- SmolLM2 only: against the float64 fixture */
 
 static void test_vs_float64_fixture(void **state)
@@ -653,6 +722,7 @@ int main(void)
         cmocka_unit_test(test_batched_prefill_vs_tokenwise),
         cmocka_unit_test(test_tf32_prefill_bound),
         cmocka_unit_test(test_fused_decode),
+        cmocka_unit_test(test_long_context_decode),
         cmocka_unit_test(test_vs_float64_fixture),
         cmocka_unit_test(test_mapped_kv_inplace_snapshot),
         cmocka_unit_test(test_graph_decode),

@@ -264,6 +264,7 @@ struct shoal_cuda_llama_ctx {
     void *scratch;  /* device: x, xb, q, k, v, att, hb, hb2, logits */
     float *x, *xb, *q, *k, *v, *att, *hb, *hb2, *logits;
     int32_t *d_io;  /* device: tokens (n_ctx), positions (n_ctx), argmax out, argmax scratch */
+    void *att_scratch; /* device: the decode attention's chunk partials and tickets (zeroed) */
     /* batched prefill (n_batch > 1): activations of up to n_batch tokens and one dequantised matrix */
     int n_batch;
     cublasHandle_t blas;
@@ -307,6 +308,7 @@ void shoal_cuda_llama_ctx_delete(shoal_cuda_llama_ctx_t *c)
         cublasDestroy(c->blas);
     cudaFree(c->bscratch);
     cudaFree(c->scratch);
+    cudaFree(c->att_scratch);
     cudaFree(c->d_io);
     cudaFreeHost(c->h_io);
     if (c->stream)
@@ -434,6 +436,13 @@ shoal_status_t shoal_cuda_llama_ctx_new(const shoal_llama_model_t *m, const shoa
     size_t total = 0;
     for (int i = 0; i < 9; i++)
         total += align256(sizes[i] * sizeof(float));
+    const size_t att_bytes = shoal_cu_rope_attention_scratch(hp->n_head, hp->head_dim, n_ctx);
+    if ((s = dev_alloc(&c->att_scratch, att_bytes, "attention scratch")))
+        goto fail;
+    if ((e = cudaMemset(c->att_scratch, 0, att_bytes)) != cudaSuccess) {
+        s = cuda_fail(e, "cudaMemset");
+        goto fail;
+    }
     if ((s = dev_alloc(&c->scratch, total, "activations")) ||
         (s = dev_alloc((void **)&c->d_io, ((size_t)2 * n_ctx + 1 + SHOAL_CU_ARGMAX_SCRATCH) * sizeof(int32_t),
                        "token buffer")))
@@ -507,7 +516,7 @@ static cudaError_t layer_step_fused(shoal_cuda_llama_ctx_t *c, int l, const int3
     const shoal_cu_mat_t *wo[1] = {&L->wo}, *wd[1] = {&L->down};
     float *yx[1] = {c->x};
     if ((e = shoal_cu_rope_attention(c->q, c->k, c->v, kc, vc, c->w->inv_freq, d_pos, c->att, hp->n_head,
-                                     hp->n_head_kv, hp->head_dim, hp->rope_dim, c->n_ctx, s)) ||
+                                     hp->n_head_kv, hp->head_dim, hp->rope_dim, c->n_ctx, c->att_scratch, s)) ||
         (e = shoal_cu_matvec_fused(wo, yx, 1, c->att, NULL, 0.0f, 1, s)))
         return e;
     if (same_shape(&L->gate, &L->up) && L->gate.n_out == L->up.n_out)

@@ -136,7 +136,7 @@ __global__ void dequant_kernel(shoal_cu_mat_t e, float *__restrict__ out)
 /* The unnormalised softmax of sc[0, n) in place: the block's maximum from each thread's own
  * maximum mx (over the positions it wrote), sc[p] = exp(sc[p] - max), and the block-wide sum,
  * returned to every thread with the writes ordered before later reads. red: 32 floats. */
-__device__ float block_softmax(float mx, float *sc, int n, float *red)
+__device__ float block_softmax(float mx, float *sc, int n, float *red, float *max_out = nullptr)
 {
     const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
 #pragma unroll
@@ -148,6 +148,8 @@ __device__ float block_softmax(float mx, float *sc, int n, float *red)
     mx = -INFINITY;
     for (int i = 0; i < nw; i++)
         mx = fmaxf(mx, red[i]);
+    if (max_out)
+        *max_out = mx;
     float l = 0.0f;
     for (int p = threadIdx.x; p < n; p += blockDim.x) {
         const float e = expf(sc[p] - mx);
@@ -220,7 +222,7 @@ __global__ void rope_store_kernel(float *__restrict__ q, const float *__restrict
 
 /* One block per query head. Scores for every position go to shared memory; softmax; then each
  * thread sums one output dimension over a strided subset of positions and the subsets merge. */
-constexpr int ATT_THREADS = 256;
+constexpr int ATT_THREADS = 256, ATT_CHUNK = 256, ATT_MAX_SPLITS = 16;
 
 __global__ void __launch_bounds__(ATT_THREADS) attention_kernel(const float *__restrict__ q, const float *__restrict__ kc,
                                                                const float *__restrict__ vc,
@@ -276,7 +278,8 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_kernel(const float *__r
 /* acc + the N cache rows p, p + groups, ... of one V column weighted by their scores: the N
  * loads first, all in flight, then the sums in position order. */
 template <int N>
-__device__ __forceinline__ float v_weighted(const float *vcol, const float *sc, int p, int groups, int kv_dim, float acc)
+__device__ __forceinline__ float v_weighted(const float *vcol, const float *sc, int p, int p0, int groups, int kv_dim,
+                                            float acc)
 {
     float vv[N];
 #pragma unroll
@@ -284,19 +287,24 @@ __device__ __forceinline__ float v_weighted(const float *vcol, const float *sc, 
         vv[i] = vcol[(size_t)(p + i * groups) * kv_dim];
 #pragma unroll
     for (int i = 0; i < N; i++)
-        acc += sc[p + i * groups] * vv[i];
+        acc += sc[p - p0 + i * groups] * vv[i];
     return acc;
 }
 
 /* Decode attention with RoPE and the cache store folded in (the fused path's one launch for what
- * rope_store_kernel + attention_kernel do in two). One block per query head: it rotates its q
- * head and its kv head's new k (the same double-precision angles as rope_store_kernel, so the
- * same floats), keeps them and the new v in shared memory for the current position, and the
- * first block of each kv group stores the new k and v rows into the cache. Other positions come
- * from the cache, which no block of this launch writes elsewhere. Scores: one thread per
- * position, the whole head-dimension dot product from float4 loads (no per-position warp
- * reduction, so a thread's loads are all in flight at once); the weighted sum of V: thread t
- * takes dimension t % hd over positions congruent to t / hd, sixteen at a time. */
+ * rope_store_kernel + attention_kernel do in two). Block (h, s) takes query head h and the s-th
+ * chunk of positions: ATT_CHUNK of them, or n / gridDim.y when the context is longer, so a long
+ * context is spread over up to ATT_MAX_SPLITS blocks per head instead of one block walking all of
+ * it; blocks past the last chunk exit at once. Each block rotates its q head and its kv head's new
+ * k (the same double-precision angles as rope_store_kernel, so the same floats) and keeps them
+ * and the new v in shared memory for the current position; block (h, 0) of the first head of
+ * each kv group stores the new k and v rows into the cache (no block of this launch reads that
+ * row from the cache). Scores: one thread per position, the head-dimension dot product from
+ * float4 loads (no per-position reduction, so a thread's loads are in flight together); the
+ * weighted sum of V: thread t takes dimension t % hd over positions congruent to t / hd, sixteen
+ * at a time. With one chunk the block writes the head's output; with several, each writes its
+ * chunk's maximum score, sum of exponentials and unnormalised V sums to part, and the last of the
+ * head's blocks to finish (a ticket, reset after use) merges them in chunk order. */
 __global__ void __launch_bounds__(ATT_THREADS) rope_attention_kernel(const float *__restrict__ q,
                                                                     const float *__restrict__ k,
                                                                     const float *__restrict__ v, float *__restrict__ kc,
@@ -304,31 +312,37 @@ __global__ void __launch_bounds__(ATT_THREADS) rope_attention_kernel(const float
                                                                     const float *__restrict__ inv_freq,
                                                                     const int32_t *__restrict__ posp,
                                                                     float *__restrict__ out, int n_head, int n_kv, int hd,
-                                                                    int rope_dim)
+                                                                    int rope_dim, float *__restrict__ part_g,
+                                                                    int *__restrict__ ticket)
 {
     extern __shared__ float smem[];
     __shared__ float red[32];
-    const int h = blockIdx.x, group = n_head / n_kv, kvh = h / group, kv_dim = n_kv * hd;
+    __shared__ int last;
+    const int h = blockIdx.x, sp = blockIdx.y, group = n_head / n_kv, kvh = h / group, kv_dim = n_kv * hd;
     const int pos = *posp, n = pos + 1, t = threadIdx.x, T = blockDim.x;
+    const int chunk = n > ATT_CHUNK * (int)gridDim.y ? (n + (int)gridDim.y - 1) / (int)gridDim.y : ATT_CHUNK;
+    const int n_split = (n + chunk - 1) / chunk, p0 = sp * chunk, p1 = p0 + chunk < n ? p0 + chunk : n;
+    if (sp >= n_split)
+        return; // nothing of this context falls in this chunk yet (exiting lets dependents launch)
     /* Before waiting for Q/K/V, what does not depend on them: the position was written before the
      * predecessor started and the cache rows of earlier positions by earlier steps. So: this
-     * position's rotation (hd / 2 <= T: one pair a thread), and this kv head's cached rows pulled
-     * into L2, split between the heads of its group, while Q/K/V still streams; the loads after
-     * the wait then come from L2, not HBM (bench/RESULTS-cuda-llm.md, run 15). */
+     * position's rotation (hd / 2 <= T: one pair a thread), and this chunk's cached rows of the kv
+     * head pulled into L2, split between the heads of its group, while Q/K/V still streams; the
+     * loads after the wait then come from L2, not HBM (bench/RESULTS-cuda-llm.md, run 15). */
     float rot_c = 1.0f, rot_s = 0.0f;
     if (2 * t < rope_dim && t < hd / 2) {
         double sn, cs;
         sincos((double)pos * (double)inv_freq[t], &sn, &cs);
         rot_c = (float)cs, rot_s = (float)sn;
     }
-    const int lines = (hd * (int)sizeof(float) + 127) / 128, per_row = 2 * lines;
-    for (int i = (h % group) * T + t; i < pos * per_row; i += group * T) {
-        const int p = i / per_row, r = i - p * per_row;
+    const int lines = (hd * (int)sizeof(float) + 127) / 128, per_row = 2 * lines, cached = (p1 < pos ? p1 : pos) - p0;
+    for (int i = (h % group) * T + t; i < cached * per_row; i += group * T) {
+        const int p = p0 + i / per_row, r = i % per_row;
         const float *row = (r < lines ? kc : vc) + (size_t)p * kv_dim + (size_t)kvh * hd;
         asm volatile("prefetch.global.L2 [%0];" ::"l"((const char *)row + (r % lines) * 128));
     }
     pdl_wait_then_release();
-    float *qs = smem, *kcur = qs + hd, *vcur = kcur + hd, *sc = vcur + hd, *part = sc + n;
+    float *qs = smem, *kcur = qs + hd, *vcur = kcur + hd, *sc = vcur + hd, *part = sc + (p1 - p0);
     const float *qh = q + (size_t)h * hd, *kh = k + (size_t)kvh * hd, *vh = v + (size_t)kvh * hd;
     if (t < hd / 2) {
         const int i = t;
@@ -343,13 +357,14 @@ __global__ void __launch_bounds__(ATT_THREADS) rope_attention_kernel(const float
         vcur[2 * i] = vh[2 * i], vcur[2 * i + 1] = vh[2 * i + 1];
     }
     __syncthreads();
-    float *krow = kc + (size_t)pos * kv_dim + (size_t)kvh * hd, *vrow = vc + (size_t)pos * kv_dim + (size_t)kvh * hd;
-    if (h % group == 0)
+    if (h % group == 0 && sp == 0) {
+        float *krow = kc + (size_t)pos * kv_dim + (size_t)kvh * hd, *vrow = vc + (size_t)pos * kv_dim + (size_t)kvh * hd;
         for (int i = t; i < hd; i += T)
             krow[i] = kcur[i], vrow[i] = vcur[i];
+    }
     const float scale = rsqrtf((float)hd);
     float mx = -INFINITY;
-    for (int p = t; p < n; p += T) {
+    for (int p = p0 + t; p < p1; p += T) {
         const float *kr = p == pos ? kcur : kc + (size_t)p * kv_dim + (size_t)kvh * hd;
         float s0 = 0.0f, s1 = 0.0f;
         if ((hd & 7) == 0) {
@@ -365,29 +380,64 @@ __global__ void __launch_bounds__(ATT_THREADS) rope_attention_kernel(const float
                 s0 += kr[i] * qs[i];
         }
         const float sv = (s0 + s1) * scale;
-        sc[p] = sv;
+        sc[p - p0] = sv;
         mx = fmaxf(mx, sv);
     }
-    const float l = block_softmax(mx, sc, n, red);
+    float m;
+    const float l = block_softmax(mx, sc, p1 - p0, red, &m);
     const int groups = T / hd, d = t % hd, g = t / hd;
     float acc = 0.0f;
     if (g < groups) {
         const float *vcol = vc + (size_t)kvh * hd + d;
-        int p = g;
-        for (; p + 15 * groups < pos; p += 16 * groups) // sixteen loads in flight per thread
-            acc = v_weighted<16>(vcol, sc, p, groups, kv_dim, acc);
-        for (; p + 3 * groups < pos; p += 4 * groups)
-            acc = v_weighted<4>(vcol, sc, p, groups, kv_dim, acc);
-        for (; p < n; p += groups)
-            acc += sc[p] * (p == pos ? vcur[d] : vcol[(size_t)p * kv_dim]);
+        const int hi = p1 < pos ? p1 : pos; // the cached positions of this chunk end here
+        int p = p0 + g;
+        for (; p + 15 * groups < hi; p += 16 * groups) // sixteen loads in flight per thread
+            acc = v_weighted<16>(vcol, sc, p, p0, groups, kv_dim, acc);
+        for (; p + 3 * groups < hi; p += 4 * groups)
+            acc = v_weighted<4>(vcol, sc, p, p0, groups, kv_dim, acc);
+        for (; p < p1; p += groups)
+            acc += sc[p - p0] * (p == pos ? vcur[d] : vcol[(size_t)p * kv_dim]);
     }
     part[t] = acc;
     __syncthreads();
-    if (t < hd) {
-        float s = 0.0f;
+    float sum = 0.0f;
+    if (t < hd)
         for (int i = 0; i < groups; i++)
-            s += part[i * hd + t];
-        out[(size_t)h * hd + t] = s / l;
+            sum += part[i * hd + t];
+    if (n_split == 1) {
+        if (t < hd)
+            out[(size_t)h * hd + t] = sum / l;
+        return;
+    }
+    /* several chunks: publish this one, and the last of the head's blocks merges them */
+    float *mine = part_g + ((size_t)h * gridDim.y + sp) * (size_t)(hd + 2);
+    if (t < hd)
+        mine[2 + t] = sum;
+    if (t == 0)
+        mine[0] = m, mine[1] = l;
+    __threadfence();
+    __syncthreads();
+    if (t == 0) {
+        last = atomicAdd(&ticket[h], 1) == n_split - 1;
+        if (last)
+            ticket[h] = 0; // every chunk of this head has arrived: ready for the next step
+    }
+    __syncthreads();
+    if (!last)
+        return;
+    __threadfence();
+    if (t < hd) {
+        const float *hp = part_g + (size_t)h * gridDim.y * (size_t)(hd + 2);
+        float M = -INFINITY;
+        for (int c = 0; c < n_split; c++)
+            M = fmaxf(M, __ldcg(hp + (size_t)c * (hd + 2)));
+        float L = 0.0f, o = 0.0f;
+        for (int c = 0; c < n_split; c++) {
+            const float *pc = hp + (size_t)c * (hd + 2), w = expf(__ldcg(pc) - M);
+            L += w * __ldcg(pc + 1);
+            o += w * __ldcg(pc + 2 + t);
+        }
+        out[(size_t)h * hd + t] = o / L;
     }
 }
 
@@ -496,7 +546,26 @@ __global__ void __launch_bounds__(ARGMAX_THREADS) argmax_kernel(const float *__r
 
 size_t attention_smem(int hd, int n_ctx) { return (size_t)(hd + n_ctx + ATT_THREADS) * sizeof(float); }
 // q, k and v of the current position, scores, partial sums
-size_t rope_attention_smem(int hd, int n_ctx) { return (size_t)(3 * hd + n_ctx + ATT_THREADS) * sizeof(float); }
+/* Position chunks (blocks per head) of the decode attention for n_ctx positions, and the most
+ * positions one chunk takes. */
+int att_splits(int n_ctx)
+{
+    static const int cap = getenv("SHOAL_CUDA_ATT_SPLITS") ? atoi(getenv("SHOAL_CUDA_ATT_SPLITS")) : ATT_MAX_SPLITS;
+    const int s = (n_ctx + ATT_CHUNK - 1) / ATT_CHUNK;
+    return s < 1 ? 1 : s > cap ? (cap < 1 ? 1 : cap) : s;
+}
+
+int att_chunk_max(int n_ctx)
+{
+    const int s = att_splits(n_ctx);
+    return n_ctx > ATT_CHUNK * s ? (n_ctx + s - 1) / s : ATT_CHUNK;
+}
+
+// q, k and v of the current position, the chunk's scores, partial sums
+size_t rope_attention_smem(int hd, int n_ctx)
+{
+    return (size_t)(3 * hd + att_chunk_max(n_ctx) + ATT_THREADS) * sizeof(float);
+}
 
 } // namespace
 
@@ -565,22 +634,30 @@ cudaError_t shoal_cu_rope_store_batch(float *q, const float *k, const float *v, 
 cudaError_t shoal_cu_attention_prepare(int n_ctx)
 {
     // llm_cuda.c accepts head dimensions up to ATT_THREADS
-    size_t bytes = rope_attention_smem(ATT_THREADS, n_ctx);
-    if (bytes <= 48 * 1024)
-        return cudaSuccess;
-    cudaError_t e = cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         (int)attention_smem(ATT_THREADS, n_ctx));
-    if (e)
-        return e;
-    return cudaFuncSetAttribute(rope_attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+    const size_t bytes = rope_attention_smem(ATT_THREADS, n_ctx), prefill = attention_smem(ATT_THREADS, n_ctx);
+    cudaError_t e = cudaSuccess;
+    if (prefill > 48 * 1024)
+        e = cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)prefill);
+    if (!e && bytes > 48 * 1024)
+        e = cudaFuncSetAttribute(rope_attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+    return e;
+}
+
+size_t shoal_cu_rope_attention_scratch(int n_head, int head_dim, int n_ctx)
+{
+    return (size_t)n_head * (size_t)att_splits(n_ctx) * (size_t)(head_dim + 2) * sizeof(float) +
+           (size_t)n_head * sizeof(int);
 }
 
 cudaError_t shoal_cu_rope_attention(const float *q, const float *k, const float *v, float *kcache, float *vcache,
                                     const float *inv_freq, const int32_t *pos, float *out, int n_head, int n_kv,
-                                    int head_dim, int rope_dim, int n_ctx, cudaStream_t s)
+                                    int head_dim, int rope_dim, int n_ctx, void *scratch, cudaStream_t s)
 {
-    return launch(rope_attention_kernel, dim3((unsigned)n_head), dim3(ATT_THREADS), rope_attention_smem(head_dim, n_ctx),
-                  s, q, k, v, kcache, vcache, inv_freq, pos, out, n_head, n_kv, head_dim, rope_dim);
+    float *part = (float *)scratch;
+    int *ticket = (int *)(part + (size_t)n_head * (size_t)att_splits(n_ctx) * (size_t)(head_dim + 2));
+    return launch(rope_attention_kernel, dim3((unsigned)n_head, (unsigned)att_splits(n_ctx)), dim3(ATT_THREADS),
+                  rope_attention_smem(head_dim, n_ctx), s, q, k, v, kcache, vcache, inv_freq, pos, out, n_head, n_kv,
+                  head_dim, rope_dim, part, ticket);
 }
 
 cudaError_t shoal_cu_attention(const float *q, const float *kcache, const float *vcache, const int32_t *pos,

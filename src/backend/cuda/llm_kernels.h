@@ -41,10 +41,14 @@ cudaError_t shoal_cu_rope_store(float *q, const float *k, const float *v, float 
 cudaError_t shoal_cu_attention(const float *q, const float *kcache, const float *vcache, const int32_t *pos,
                                float *out, int n_head, int n_kv, int head_dim, int n_ctx, cudaStream_t s);
 /* The two above in one launch for one token (the fused decode path): rotates q and the new k at
- * *pos, stores k and v into row *pos of the caches and attends over rows [0, *pos]. */
+ * *pos, stores k and v into row *pos of the caches and attends over rows [0, *pos], a long
+ * context in chunks of positions merged on the device. scratch: shoal_cu_rope_attention_scratch
+ * bytes of device memory whose last n_head ints are zero (the launch leaves them so); one launch
+ * at a time per scratch. */
+size_t shoal_cu_rope_attention_scratch(int n_head, int head_dim, int n_ctx);
 cudaError_t shoal_cu_rope_attention(const float *q, const float *k, const float *v, float *kcache, float *vcache,
                                     const float *inv_freq, const int32_t *pos, float *out, int n_head, int n_kv,
-                                    int head_dim, int rope_dim, int n_ctx, cudaStream_t s);
+                                    int head_dim, int rope_dim, int n_ctx, void *scratch, cudaStream_t s);
 /* Batched forms for prefill: n_tok tokens whose rows are contiguous (x: (n_tok, n_in); q: (n_tok,
  * n_head * head_dim); k, v: (n_tok, kv_dim); positions pos[0..n_tok)). Each query token attends
  * to cache rows [0, its position]: tokens of one batch see each other causally because their
