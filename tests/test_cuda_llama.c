@@ -362,7 +362,7 @@ static void test_fused_decode(void **state)
 }
 
 /* Long contexts: the fused decode attention spreads a head's positions over several blocks and
- * merges their partial softmaxes (chunks of 256 positions, or n / 16 past 4096); against the
+ * merges their partial softmaxes (chunks of 128 positions, or n / 16 past 2048); against the
  * separate kernels, one block a head over every position: the logits of 6 steps within float32
  * reordering with the same top-1, then 12 graph-replayed greedy ids identical. */
 static void long_context_case(int n_ctx, int np)
@@ -426,8 +426,8 @@ static void test_long_context_decode(void **state)
         long_context_case(F.m->hp.n_ctx_train, F.m->hp.n_ctx_train - 20);
         return;
     }
-    long_context_case(2048, 700);  /* 3 chunks of 256 */
-    long_context_case(4608, 4400); /* past 16 x 256: 16 chunks of n / 16 */
+    long_context_case(2048, 700);  /* 6 chunks of 128 */
+    long_context_case(4608, 4400); /* past 16 x 128: 16 chunks of n / 16 */
 }
 
 /* ---- SmolLM2 only: against the float64 fixture */

@@ -222,7 +222,10 @@ __global__ void rope_store_kernel(float *__restrict__ q, const float *__restrict
 
 /* One block per query head. Scores for every position go to shared memory; softmax; then each
  * thread sums one output dimension over a strided subset of positions and the subsets merge. */
-constexpr int ATT_THREADS = 256, ATT_CHUNK = 256, ATT_MAX_SPLITS = 16;
+/* ATT_CHUNK, ATT_MAX_SPLITS: positions per block of the decode attention, and blocks per head at
+ * most (chosen on an H100 among 64 / 128 / 256 and 16 / 32 / 64: bench/RESULTS-cuda-llm.md, run 19;
+ * SHOAL_CUDA_ATT_CHUNK and SHOAL_CUDA_ATT_SPLITS override them for experiments). */
+constexpr int ATT_THREADS = 256, ATT_CHUNK = 128, ATT_MAX_SPLITS = 16;
 
 __global__ void __launch_bounds__(ATT_THREADS) attention_kernel(const float *__restrict__ q, const float *__restrict__ kc,
                                                                const float *__restrict__ vc,
@@ -293,18 +296,19 @@ __device__ __forceinline__ float v_weighted(const float *vcol, const float *sc, 
 
 /* Decode attention with RoPE and the cache store folded in (the fused path's one launch for what
  * rope_store_kernel + attention_kernel do in two). Block (h, s) takes query head h and the s-th
- * chunk of positions: ATT_CHUNK of them, or n / gridDim.y when the context is longer, so a long
- * context is spread over up to ATT_MAX_SPLITS blocks per head instead of one block walking all of
- * it; blocks past the last chunk exit at once. Each block rotates its q head and its kv head's new
- * k (the same double-precision angles as rope_store_kernel, so the same floats) and keeps them
- * and the new v in shared memory for the current position; block (h, 0) of the first head of
- * each kv group stores the new k and v rows into the cache (no block of this launch reads that
- * row from the cache). Scores: one thread per position, the head-dimension dot product from
- * float4 loads (no per-position reduction, so a thread's loads are in flight together); the
- * weighted sum of V: thread t takes dimension t % hd over positions congruent to t / hd, sixteen
- * at a time. With one chunk the block writes the head's output; with several, each writes its
- * chunk's maximum score, sum of exponentials and unnormalised V sums to part, and the last of the
- * head's blocks to finish (a ticket, reset after use) merges them in chunk order. */
+ * chunk of positions: chunk_min (ATT_CHUNK) of them, or n / gridDim.y when the context is
+ * longer, so a long context is spread over up to gridDim.y (ATT_MAX_SPLITS) blocks per head
+ * instead of one block walking all of it; blocks past the last chunk exit at once. Each block
+ * rotates its q head and its kv head's new k (the same double-precision angles as
+ * rope_store_kernel, so the same floats) and keeps them and the new v in shared memory for the
+ * current position; block (h, 0) of the first head of each kv group stores the new k and v rows
+ * into the cache (no block of this launch reads that row from the cache). Scores: one thread per
+ * position, the head-dimension dot product from float4 loads (no per-position reduction, so a
+ * thread's loads are in flight together); the weighted sum of V: thread t takes dimension t % hd
+ * over positions congruent to t / hd, sixteen at a time. With one chunk the block writes the
+ * head's output; with several, each writes its chunk's maximum score, sum of exponentials and
+ * unnormalised V sums to part_g, and the last of the head's blocks to finish (a ticket, reset
+ * after use) merges them in chunk order. */
 __global__ void __launch_bounds__(ATT_THREADS) rope_attention_kernel(const float *__restrict__ q,
                                                                     const float *__restrict__ k,
                                                                     const float *__restrict__ v, float *__restrict__ kc,
@@ -313,14 +317,14 @@ __global__ void __launch_bounds__(ATT_THREADS) rope_attention_kernel(const float
                                                                     const int32_t *__restrict__ posp,
                                                                     float *__restrict__ out, int n_head, int n_kv, int hd,
                                                                     int rope_dim, float *__restrict__ part_g,
-                                                                    int *__restrict__ ticket)
+                                                                    int *__restrict__ ticket, int chunk_min)
 {
     extern __shared__ float smem[];
     __shared__ float red[32];
     __shared__ int last;
     const int h = blockIdx.x, sp = blockIdx.y, group = n_head / n_kv, kvh = h / group, kv_dim = n_kv * hd;
     const int pos = *posp, n = pos + 1, t = threadIdx.x, T = blockDim.x;
-    const int chunk = n > ATT_CHUNK * (int)gridDim.y ? (n + (int)gridDim.y - 1) / (int)gridDim.y : ATT_CHUNK;
+    const int chunk = n > chunk_min * (int)gridDim.y ? (n + (int)gridDim.y - 1) / (int)gridDim.y : chunk_min;
     const int n_split = (n + chunk - 1) / chunk, p0 = sp * chunk, p1 = p0 + chunk < n ? p0 + chunk : n;
     if (sp >= n_split)
         return; // nothing of this context falls in this chunk yet (exiting lets dependents launch)
@@ -548,17 +552,23 @@ size_t attention_smem(int hd, int n_ctx) { return (size_t)(hd + n_ctx + ATT_THRE
 // q, k and v of the current position, scores, partial sums
 /* Position chunks (blocks per head) of the decode attention for n_ctx positions, and the most
  * positions one chunk takes. */
+int att_chunk()
+{
+    static const int c = getenv("SHOAL_CUDA_ATT_CHUNK") ? atoi(getenv("SHOAL_CUDA_ATT_CHUNK")) : ATT_CHUNK;
+    return c >= 32 ? c : ATT_CHUNK;
+}
+
 int att_splits(int n_ctx)
 {
     static const int cap = getenv("SHOAL_CUDA_ATT_SPLITS") ? atoi(getenv("SHOAL_CUDA_ATT_SPLITS")) : ATT_MAX_SPLITS;
-    const int s = (n_ctx + ATT_CHUNK - 1) / ATT_CHUNK;
+    const int s = (n_ctx + att_chunk() - 1) / att_chunk();
     return s < 1 ? 1 : s > cap ? (cap < 1 ? 1 : cap) : s;
 }
 
 int att_chunk_max(int n_ctx)
 {
     const int s = att_splits(n_ctx);
-    return n_ctx > ATT_CHUNK * s ? (n_ctx + s - 1) / s : ATT_CHUNK;
+    return n_ctx > att_chunk() * s ? (n_ctx + s - 1) / s : att_chunk();
 }
 
 // q, k and v of the current position, the chunk's scores, partial sums
@@ -657,7 +667,7 @@ cudaError_t shoal_cu_rope_attention(const float *q, const float *k, const float 
     int *ticket = (int *)(part + (size_t)n_head * (size_t)att_splits(n_ctx) * (size_t)(head_dim + 2));
     return launch(rope_attention_kernel, dim3((unsigned)n_head, (unsigned)att_splits(n_ctx)), dim3(ATT_THREADS),
                   rope_attention_smem(head_dim, n_ctx), s, q, k, v, kcache, vcache, inv_freq, pos, out, n_head, n_kv,
-                  head_dim, rope_dim, part, ticket);
+                  head_dim, rope_dim, part, ticket, att_chunk());
 }
 
 cudaError_t shoal_cu_attention(const float *q, const float *kcache, const float *vcache, const int32_t *pos,
