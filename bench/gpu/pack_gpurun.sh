@@ -10,7 +10,7 @@ B=${BUILD:-build}
 S=$(mktemp -d)
 trap 'rm -rf "$S"' EXIT
 mkdir -p "$S/guests" "$S/lib" .gpurun
-for f in shoal test_cuda_backend test_cuda_llama bench_cuda_llama bench_snapshot bench_boundary bench_readbw make_llama_gguf; do
+for f in shoal test_cuda_backend test_cuda_llama bench_cuda_llama bench_snapshot bench_boundary bench_readbw bench_hostio make_llama_gguf; do
     strip -o "$S/$f" "$B/$f"
 done
 cp "$B"/guests/*.wasm "$S/guests/"

@@ -560,9 +560,9 @@ int att_chunk()
 
 int att_splits(int n_ctx)
 {
-    static const int cap = getenv("SHOAL_CUDA_ATT_SPLITS") ? atoi(getenv("SHOAL_CUDA_ATT_SPLITS")) : ATT_MAX_SPLITS;
-    const int s = (n_ctx + att_chunk() - 1) / att_chunk();
-    return s < 1 ? 1 : s > cap ? (cap < 1 ? 1 : cap) : s;
+    static const int env = getenv("SHOAL_CUDA_ATT_SPLITS") ? atoi(getenv("SHOAL_CUDA_ATT_SPLITS")) : 0;
+    const int cap = env >= 1 ? env : ATT_MAX_SPLITS, s = (n_ctx + att_chunk() - 1) / att_chunk();
+    return s < 1 ? 1 : s > cap ? cap : s;
 }
 
 int att_chunk_max(int n_ctx)
