@@ -204,7 +204,6 @@ shoal_status_t shoal_engine_kv_write_all_crc(shoal_engine_t *e, int rows, const 
 #ifdef SHOAL_HAVE_CUDA
     if (ON_CUDA(e)) return shoal_cuda_llama_kv_write_all_crc(e->cuda, rows, k, v, fd, off_k, off_v, crc_k, crc_v);
 #endif
-    if (!k) return shoal_fail(SHOAL_E_UNSUPPORTED, "engine: file writes are for GPU caches (the CPU reads the mapping)");
     size_t bytes = (size_t)rows * (size_t)e->m->hp.kv_dim * sizeof(float);
     for (int l = 0; st == SHOAL_OK && l < e->m->hp.n_layer; l++) {
         crc_k[l] = shoal_crc32c_spans(0, &(shoal_span_t){k[l], bytes}, 1);

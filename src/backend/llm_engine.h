@@ -61,14 +61,14 @@ shoal_status_t shoal_engine_set_n_past(shoal_engine_t *e, int n_past);
 /* Rows [0, rows) of layer `layer`'s K and V, kv_dim floats a row, to or from host memory. */
 shoal_status_t shoal_engine_kv_read(shoal_engine_t *e, int layer, int rows, float *k, float *v);
 shoal_status_t shoal_engine_kv_write(shoal_engine_t *e, int layer, int rows, const float *k, const float *v);
-/* A restore's write of rows [0, rows) of every layer into an empty cache the engine owns: from
- * host memory k[l], v[l], or (k NULL) from file fd at byte offsets off_k[l], off_v[l]; crc_k[l] /
- * crc_v[l] = the CRC-32C of the K / V bytes, on a GPU computed by the threads that stage the rows
- * for the upload (no pass of their own). The caller checks them against the file before
+/* A restore's write of rows [0, rows) of every layer into an empty cache the engine owns, from host
+ * memory k[l], v[l]; when fd >= 0 the same bytes lie in file fd at byte offsets off_k[l], off_v[l]
+ * and a GPU engine reads them from there (its staging threads pread straight into pinned memory).
+ * crc_k[l] / crc_v[l] = the CRC-32C of the K / V bytes, on a GPU computed by the threads that stage
+ * the rows for the upload (no pass of their own). The caller checks them against the file before
  * declaring the rows valid (set_n_past); if they do not match, nothing valid was overwritten.
  * SHOAL_E_UNSUPPORTED when the cache holds rows (n_past > 0) or is caller-owned (a guest's memory
- * must not change on a refused restore): use the checksum-first path then; and for a file source
- * where there is no such path (the CPU): give the mapping then. */
+ * must not change on a refused restore): use the checksum-first path then. */
 shoal_status_t shoal_engine_kv_write_all_crc(shoal_engine_t *e, int rows, const float *const *k, const float *const *v,
                                              int fd, const uint64_t *off_k, const uint64_t *off_v, uint32_t *crc_k,
                                              uint32_t *crc_v);

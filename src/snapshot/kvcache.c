@@ -217,8 +217,7 @@ static shoal_status_t deserialize(shoal_engine_t *c, const uint8_t model_sha256[
      * threads that stage the upload): a mismatch is refused before set_n_past, so no valid row
      * was overwritten. A cache holding rows, or a guest's memory, is checked first and written
      * after. */
-    /* SHOAL_KV_MAPPED_COPY=1 stages from the mapping instead of reading the file (experiments) */
-    bool checked = false, from_file = fd >= 0 && !getenv("SHOAL_KV_MAPPED_COPY");
+    bool checked = false;
     if (s == SHOAL_OK && shoal_engine_n_past(c) == 0 && n_past > 0) {
         const size_t nl = (size_t)hp->n_layer;
         const float **kp = calloc(2 * nl, sizeof *kp);
@@ -231,13 +230,10 @@ static shoal_status_t deserialize(shoal_engine_t *c, const uint8_t model_sha256[
             off[l] = (uint64_t)((const uint8_t *)ts[2 * l]->data - buf);
             off[nl + l] = (uint64_t)((const uint8_t *)ts[2 * l + 1]->data - buf);
         }
-        if (s == SHOAL_OK && from_file) { /* on a GPU, straight from the file into pinned staging */
-            s = shoal_engine_kv_write_all_crc(c, (int)n_past, NULL, NULL, fd, off, off + nl, crcs, crcs + nl);
-            if (s == SHOAL_E_UNSUPPORTED) shoal_clear_error(), s = SHOAL_OK, from_file = false;
-            else checked = s == SHOAL_OK;
-        }
-        if (s == SHOAL_OK && !checked) {
-            s = shoal_engine_kv_write_all_crc(c, (int)n_past, kp, kp + nl, -1, NULL, NULL, crcs, crcs + nl);
+        if (s == SHOAL_OK) {
+            /* SHOAL_KV_MAPPED_COPY=1 stages from the mapping instead of reading the file (experiments) */
+            const int src_fd = fd >= 0 && !getenv("SHOAL_KV_MAPPED_COPY") ? fd : -1;
+            s = shoal_engine_kv_write_all_crc(c, (int)n_past, kp, kp + nl, src_fd, off, off + nl, crcs, crcs + nl);
             if (s == SHOAL_E_UNSUPPORTED) shoal_clear_error(), s = SHOAL_OK; /* caller-owned cache: checksum first */
             else checked = s == SHOAL_OK;
         }

@@ -901,8 +901,10 @@ shoal_status_t shoal_cuda_llama_kv_write_all_crc(shoal_cuda_llama_ctx_t *c, int 
     shoal_status_t st = kv_rows(c, 0, rows, &kc, &vc, &bytes);
     if (st != SHOAL_OK)
         return st;
+    /* through the pinned staging into a device-resident cache: from the file when there is one,
+     * else from pageable memory (registered or pinned memory is copied directly below) */
     bool staged = c->kv_owned && bytes * 2 * (size_t)n_layer >= SHOAL_CU_STAGE_MIN;
-    for (int l = 0; staged && k && l < n_layer; l++)
+    for (int l = 0; staged && fd < 0 && l < n_layer; l++)
         staged = pageable(k[l]) && pageable(v[l]);
     if (staged) {
         shoal_cu_stage_seg_t *seg = calloc(2 * (size_t)n_layer, sizeof *seg);
@@ -910,20 +912,17 @@ shoal_status_t shoal_cuda_llama_kv_write_all_crc(shoal_cuda_llama_ctx_t *c, int 
             return shoal_fail(SHOAL_E_NOMEM, "cuda llm: out of memory");
         for (int l = 0; l < n_layer; l++) {
             layer_cache(c, l, &kc, &vc);
-            seg[2 * l] = (shoal_cu_stage_seg_t){kc, k ? k[l] : NULL, k ? 0 : off_k[l], bytes, 0};
-            seg[2 * l + 1] = (shoal_cu_stage_seg_t){vc, k ? v[l] : NULL, k ? 0 : off_v[l], bytes, 0};
+            seg[2 * l] = (shoal_cu_stage_seg_t){kc, fd < 0 ? k[l] : NULL, fd < 0 ? 0 : off_k[l], bytes, 0};
+            seg[2 * l + 1] = (shoal_cu_stage_seg_t){vc, fd < 0 ? v[l] : NULL, fd < 0 ? 0 : off_v[l], bytes, 0};
         }
-        st = shoal_cu_stage_upload_segs(c->device, c->stream, seg, 2 * n_layer, k ? -1 : fd, true);
+        st = shoal_cu_stage_upload_segs(c->device, c->stream, seg, 2 * n_layer, fd, true);
         for (int l = 0; st == SHOAL_OK && l < n_layer; l++)
             crc_k[l] = seg[2 * l].crc, crc_v[l] = seg[2 * l + 1].crc;
         free(seg);
         if (st != SHOAL_E_UNSUPPORTED)
             return st;
-        shoal_clear_error(); /* no staging here */
+        shoal_clear_error(); /* no staging here: the copies below */
     }
-    if (!k)
-        return shoal_fail(SHOAL_E_UNSUPPORTED, "cuda llm: file uploads go through the pinned staging to a device-resident "
-                          "cache");
     for (int l = 0; st == SHOAL_OK && l < n_layer; l++)
         st = kv_copy(c, l, rows, (float *)k[l], (float *)v[l], false, &crc_k[l], &crc_v[l]);
     return st;

@@ -79,12 +79,11 @@ shoal_status_t shoal_cuda_llama_set_n_past(shoal_cuda_llama_ctx_t *c, int n_past
 shoal_status_t shoal_cuda_llama_kv_read(shoal_cuda_llama_ctx_t *c, int layer, int rows, float *k, float *v);
 shoal_status_t shoal_cuda_llama_kv_write(shoal_cuda_llama_ctx_t *c, int layer, int rows, const float *k,
                                          const float *v);
-/* Rows [0, rows) of every layer's K and V written in one staged upload, from host memory k[l], v[l]
- * or (k NULL) from file fd at byte offsets off_k[l], off_v[l] (pread by the staging threads into
- * pinned memory: no page tables are built for the file); crc_k[l] / crc_v[l] = the CRC-32C of
- * the bytes, computed by the threads that stage them (no pass of their own over the source).
- * File sources need a device-resident cache (SHOAL_E_UNSUPPORTED otherwise); SHOAL_E_IO for a
- * failed or short read. */
+/* Rows [0, rows) of every layer's K and V written in one staged upload from host memory k[l], v[l];
+ * when fd >= 0 the same bytes lie in file fd at byte offsets off_k[l], off_v[l] and are read from
+ * there instead (pread by the staging threads into pinned memory: no page tables are built for
+ * the file). crc_k[l] / crc_v[l] = the CRC-32C of the bytes, computed by the threads that stage
+ * them (no pass of their own over the source). SHOAL_E_IO for a failed or short read. */
 shoal_status_t shoal_cuda_llama_kv_write_all_crc(shoal_cuda_llama_ctx_t *c, int rows, const float *const *k,
                                                  const float *const *v, int fd, const uint64_t *off_k,
                                                  const uint64_t *off_v, uint32_t *crc_k, uint32_t *crc_v);
