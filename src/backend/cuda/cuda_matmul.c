@@ -68,6 +68,7 @@ static shoal_status_t gemm(cuda_backend_t *be, const float *a, const float *b, f
     CU(be, shoal_cuda_sgemm_tiled(a, b, c, m, n, k, be->stream));
     return SHOAL_OK;
 }
+
 /* ------------------------------------------------------------------ matmul */
 
 typedef struct mm_shape {
@@ -222,77 +223,86 @@ static shoal_status_t mm_direct(cuda_backend_t *be, const shoal_matmul_args_t *x
     return SHOAL_OK;
 }
 
+/* One matmul on the backend's device: rss0 is the RSS when it began; time spent measuring inside
+ * it goes to *probe_ns. */
+typedef shoal_status_t (*mm_op_fn)(cuda_backend_t *be, const shoal_matmul_args_t *x, const mm_shape_t *sh,
+                                   shoal_op_stats_t *st, int64_t rss0, uint64_t *probe_ns);
+
+/* Runs op under the backend's lock and fills the stats (*stats only on success): the time, less
+ * what op spent measuring, and the RSS growth unless op measures its own (op_rss). */
+static shoal_status_t run_locked(cuda_backend_t *be, const shoal_matmul_args_t *args, const mm_shape_t *sh,
+                                 mm_op_fn op, bool op_rss, shoal_op_stats_t *stats)
+{
+    shoal_op_stats_t st = {0};
+    shoal_status_t s;
+    pthread_mutex_lock(&be->mu);
+    if (be->dead) {
+        s = cbe_fail_dead(be);
+    } else {
+        cudaSetDevice(be->dev);
+        const int64_t rss0 = shoal_rss_bytes();
+        uint64_t probe_ns = 0;
+        const uint64_t t0 = shoal_now_ns();
+        s = op(be, args, sh, &st, rss0, &probe_ns);
+        st.ns = shoal_now_ns() - t0 - probe_ns;
+        if (!op_rss)
+            st.rss_growth = shoal_rss_bytes() - rss0;
+        if (s == SHOAL_OK && stats)
+            *stats = st;
+    }
+    pthread_mutex_unlock(&be->mu);
+    return s;
+}
+
+/* The placement args names (ZEROCOPY small enough for the direct kernel takes it). */
+static shoal_status_t mm_placed(cuda_backend_t *be, const shoal_matmul_args_t *x, const mm_shape_t *sh,
+                                shoal_op_stats_t *st, int64_t rss0, uint64_t *probe_ns)
+{
+    if (sh->m == 0 || sh->n == 0)
+        return SHOAL_OK; /* nothing to write */
+    if (sh->k == 0) {
+        memset(x->c, 0, sh->bc);
+        st->c_used = x->c;
+        return SHOAL_OK;
+    }
+    switch (x->placement) {
+    case SHOAL_PLACE_ZEROCOPY:
+        return (uint32_t)sh->m <= be->direct_max_m && is_float_aligned(x) ? mm_direct(be, x, sh, st)
+                                                                          : mm_zerocopy(be, x, sh, st);
+    case SHOAL_PLACE_COPY: return mm_copy(be, x, sh, st, rss0, probe_ns);
+    case SHOAL_PLACE_RESIDENT: return mm_resident(be, x, sh, st);
+    default: return shoal_fail(SHOAL_E_INVALID, "cuda: unknown placement");
+    }
+}
+
+static shoal_status_t mm_direct_only(cuda_backend_t *be, const shoal_matmul_args_t *x, const mm_shape_t *sh,
+                                     shoal_op_stats_t *st, int64_t rss0, uint64_t *probe_ns)
+{
+    (void)rss0, (void)probe_ns;
+    return sh->m > 0 && sh->n > 0 ? mm_direct(be, x, sh, st) : SHOAL_OK;
+}
+
 shoal_status_t cbe_matmul(shoal_backend_t *b, const shoal_matmul_args_t *args, shoal_op_stats_t *stats)
 {
-    cuda_backend_t *be = cb(b);
     mm_shape_t sh;
     shoal_status_t s = check_args(args, &sh);
     if (s)
         return s;
     if ((unsigned)args->placement >= SHOAL_PLACE_COUNT_)
         return shoal_fail(SHOAL_E_INVALID, "cuda: unknown placement %d", (int)args->placement);
-    shoal_op_stats_t st = {0};
-    pthread_mutex_lock(&be->mu);
-    if (be->dead) {
-        s = cbe_fail_dead(be);
-        goto out;
-    }
-    cudaSetDevice(be->dev);
-    int64_t rss0 = shoal_rss_bytes();
-    uint64_t probe_ns = 0, t0 = shoal_now_ns();
-    if (sh.m == 0 || sh.n == 0) {
-        /* nothing to write */
-    } else if (sh.k == 0) {
-        memset(args->c, 0, sh.bc);
-        st.c_used = args->c;
-    } else {
-        switch (args->placement) {
-        case SHOAL_PLACE_ZEROCOPY:
-            s = (uint32_t)sh.m <= be->direct_max_m && is_float_aligned(args) ? mm_direct(be, args, &sh, &st)
-                                                                              : mm_zerocopy(be, args, &sh, &st);
-            break;
-        case SHOAL_PLACE_COPY: s = mm_copy(be, args, &sh, &st, rss0, &probe_ns); break;
-        case SHOAL_PLACE_RESIDENT: s = mm_resident(be, args, &sh, &st); break;
-        default: s = shoal_fail(SHOAL_E_INVALID, "cuda: unknown placement"); break;
-        }
-    }
-    st.ns = shoal_now_ns() - t0 - probe_ns;
-    if (args->placement != SHOAL_PLACE_COPY)
-        st.rss_growth = shoal_rss_bytes() - rss0;
-    if (s == SHOAL_OK && stats)
-        *stats = st;
-out:
-    pthread_mutex_unlock(&be->mu);
-    return s;
+    /* COPY measures the RSS of its own staging (mm_copy) */
+    return run_locked(cb(b), args, &sh, mm_placed, args->placement == SHOAL_PLACE_COPY, stats);
 }
 
 shoal_status_t shoal_cuda_matmul_direct(shoal_backend_t *b, const shoal_matmul_args_t *args, shoal_op_stats_t *stats)
 {
-    cuda_backend_t *be = cb(b);
     mm_shape_t sh;
     shoal_status_t s = check_args(args, &sh);
     if (s)
         return s;
     if (!is_float_aligned(args))
         return shoal_fail(SHOAL_E_INVALID, "cuda: direct matmul needs 4-byte aligned operands");
-    shoal_op_stats_t st = {0};
-    pthread_mutex_lock(&be->mu);
-    if (be->dead) {
-        s = cbe_fail_dead(be);
-        goto out;
-    }
-    cudaSetDevice(be->dev);
-    int64_t rss0 = shoal_rss_bytes();
-    uint64_t t0 = shoal_now_ns();
-    if (sh.m > 0 && sh.n > 0 && (s = mm_direct(be, args, &sh, &st)))
-        goto out;
-    st.ns = shoal_now_ns() - t0;
-    st.rss_growth = shoal_rss_bytes() - rss0;
-    if (stats)
-        *stats = st;
-out:
-    pthread_mutex_unlock(&be->mu);
-    return s;
+    return run_locked(cb(b), args, &sh, mm_direct_only, false, stats);
 }
 
 void shoal_cuda_set_direct_max_m(shoal_backend_t *b, uint32_t max_m)
