@@ -1,6 +1,7 @@
 # bundle_env.sh — sourced by the GPU-machine scripts: unpacks the carried bundle
 # (bench/gpu/pack_gpurun.sh: binaries, guests, lib/libwasmtime.so, llama/) and cmocka/jansson from
-# .devdeps, then points R at the binaries and sets the library path and the test environment.
+# .devdeps, then points R at the binaries and sets the library path and the test environment;
+# bench_models writes the benchmarks' models.
 # Expects R (default .gpurun, relative to the repository root) and OUT.
 R=${R:-.gpurun}
 OUT=${OUT:-/tmp/shoal-gpu}
@@ -17,3 +18,13 @@ else
 fi
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/tmp/sr/usr/lib/x86_64-linux-gnu:$R/lib:$R/llama
 export SHOAL_BUILD_DIR=$R SHOAL_SOURCE_DIR=$PWD SHOAL_DEPS=$PWD/.deps SHOAL_BIN=$R/shoal SHOAL_GUESTS=$R/guests
+
+# The throughput models of the GPU benchmarks, written to /tmp/m: the SmolLM2 shape (random Q4_1,
+# SmolLM2's bytes per token) and the Llama 3.2 1B shape in F16 and Q8_0 (zero weights, which cost
+# HBM as any others).
+bench_models() {
+    "$R/make_llama_gguf" --layers 30 --dim 576 --ffn 1536 --heads 9 --kv-heads 3 --vocab 49152 --ctx 8192 \
+        --type q4_1 --seed 7 --out /tmp/m/smol_q4_1.gguf > /dev/null
+    "$R/make_llama_gguf" --type f16 --sparse --out /tmp/m/l1b_f16.gguf > /dev/null
+    "$R/make_llama_gguf" --type q8_0 --sparse --out /tmp/m/l1b_q8_0.gguf > /dev/null
+}

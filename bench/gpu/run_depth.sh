@@ -8,11 +8,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 . bench/gpu/bundle_env.sh
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/depth_env.txt"
-G=$R/make_llama_gguf
-$G --layers 30 --dim 576 --ffn 1536 --heads 9 --kv-heads 3 --vocab 49152 --ctx 8192 --type q4_1 --seed 7 \
-    --out /tmp/m/smol_q4_1.gguf > /dev/null
-$G --type f16 --sparse --out /tmp/m/l1b_f16.gguf > /dev/null
-$G --type q8_0 --sparse --out /tmp/m/l1b_q8_0.gguf > /dev/null
+bench_models
 D=${DEPTHS:-0 1024 3968}
 for m in l1b_f16 l1b_q8_0 smol_q4_1; do
     for d in $D; do

@@ -14,10 +14,7 @@ for t in ${TYPES:-q4_1 f16}; do
     echo "test_cuda_llama $t rc=$?" | tee -a "$OUT/tests.log"
 done
 grep -E "max \|diff\||first difference|FAILED" "$OUT/tests.log"
-$G --layers 30 --dim 576 --ffn 1536 --heads 9 --kv-heads 3 --vocab 49152 --ctx 8192 --type q4_1 --seed 7 \
-    --out /tmp/m/smol_q4_1.gguf > /dev/null
-$G --type f16 --sparse --out /tmp/m/l1b_f16.gguf > /dev/null
-$G --type q8_0 --sparse --out /tmp/m/l1b_q8_0.gguf > /dev/null
+bench_models
 for m in ${MODELS:-smol_q4_1 l1b_f16 l1b_q8_0}; do
     echo "== $m" | tee -a "$OUT/bench.log"
     timeout 60 $R/bench_cuda_llama /tmp/m/$m.gguf --gen 128 --prompt 512 --reps 3 >> "$OUT/bench.log" 2>&1

@@ -40,10 +40,7 @@ G=$R/make_llama_gguf
 SMALL="--layers 4 --dim 512 --ffn 1536 --heads 8 --kv-heads 2 --vocab 4096 --seed 5"
 $G $SMALL --type q8_0 --out /tmp/m/small_q8_0.gguf > /dev/null
 $G $SMALL --type q4_1 --out /tmp/m/small_q4_1.gguf > /dev/null
-$G --layers 30 --dim 576 --ffn 1536 --heads 9 --kv-heads 3 --vocab 49152 --ctx 8192 --type q4_1 --seed 7 \
-    --out /tmp/m/smol_q4_1.gguf > /dev/null
-$G --type f16 --sparse --out /tmp/m/l1b_f16.gguf > /dev/null
-$G --type q8_0 --sparse --out /tmp/m/l1b_q8_0.gguf > /dev/null
+bench_models
 $G --type q4_0 --sparse --layers 32 --dim 4096 --heads 16 --kv-heads 16 --ffn 256 --vocab 4096 --ctx 32768 \
     --out /tmp/m/oom_q4_0.gguf > /dev/null
 ls -la /tmp/m | tee -a "$OUT/env.txt"

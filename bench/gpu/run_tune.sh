@@ -8,11 +8,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 . bench/gpu/bundle_env.sh
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/tune_env.txt"
-G=$R/make_llama_gguf
-$G --layers 30 --dim 576 --ffn 1536 --heads 9 --kv-heads 3 --vocab 49152 --ctx 8192 --type q4_1 --seed 7 \
-    --out /tmp/m/smol_q4_1.gguf > /dev/null
-$G --type f16 --sparse --out /tmp/m/l1b_f16.gguf > /dev/null
-$G --type q8_0 --sparse --out /tmp/m/l1b_q8_0.gguf > /dev/null
+bench_models
 for m in smol_q4_1 l1b_f16 l1b_q8_0; do
     for cfg in ${CONFIGS:-0,0,0 2,0,0 4,0,0 8,0,0 0,2,0 0,4,0 0,0,8}; do # warps,blocks_per_sm,rows (0: default)
         IFS=, read -r w b rows <<< "$cfg"
