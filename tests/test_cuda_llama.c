@@ -218,6 +218,17 @@ static void prefill_pair(const shoal_cuda_llama_params_t *pa, const shoal_cuda_l
     free(ka);
 }
 
+/* The pair's common parameters: 64 positions, chunks of 16, float32 GEMMs; each test changes one. */
+static shoal_cuda_llama_params_t pair_params(void)
+{
+    shoal_cuda_llama_params_t p;
+    shoal_cuda_llama_params_init(&p);
+    p.n_ctx = 64;
+    p.n_batch = 16;
+    p.prefill_tf32 = false;
+    return p;
+}
+
 static void prefill_pair_free(prefill_pair_t *pp)
 {
     shoal_cuda_llama_ctx_delete(pp->ca);
@@ -235,12 +246,7 @@ static void test_batched_prefill_vs_tokenwise(void **state)
     (void)state;
     NEED_GPU();
     const int V = F.m->hp.vocab, NP = PAIR_NP;
-    shoal_cuda_llama_params_t pa, pb;
-    shoal_cuda_llama_params_init(&pa);
-    pa.n_ctx = 64;
-    pa.prefill_tf32 = false; /* float32 GEMMs (the default): agreement to rounding */
-    pb = pa;
-    pa.n_batch = 16;
+    shoal_cuda_llama_params_t pa = pair_params(), pb = pa; /* float32 GEMMs: agreement to rounding */
     pb.n_batch = 1;
     prefill_pair_t pp;
     prefill_pair(&pa, &pb, &pp);
@@ -270,13 +276,8 @@ static void test_tf32_prefill_bound(void **state)
     (void)state;
     NEED_GPU();
     const int V = F.m->hp.vocab, NP = PAIR_NP;
-    shoal_cuda_llama_params_t pa, pb;
-    shoal_cuda_llama_params_init(&pa);
-    pa.n_ctx = 64;
-    pa.n_batch = 16;
-    pb = pa;
+    shoal_cuda_llama_params_t pa = pair_params(), pb = pa;
     pa.prefill_tf32 = true;
-    pb.prefill_tf32 = false;
     prefill_pair_t pp;
     prefill_pair(&pa, &pb, &pp);
     const float bound = 8e-3f * fmaxf(1.0f, max_abs(pp.b, (size_t)V * NP)), d = max_diff(pp.a, pp.b, (size_t)V * NP);
