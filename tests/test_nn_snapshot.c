@@ -115,8 +115,8 @@ static void test_continuation_is_identical(void **state)
     /* A fresh actor, at its own first step, takes the saved state and continues as `a` did. */
     shoal_instance_t *b = start(f);
     assert_true(call0(b, "step_nn") > 0); /* its own stream is in progress: load must replace it */
-    assert_int_equal(b->ext_ops[SHOAL_EXT_NN]->load(b, nn_blob, nn_len), SHOAL_OK);
-    assert_int_equal(b->ext_ops[SHOAL_EXT_LLM]->load(b, llm_blob, llm_len), SHOAL_OK);
+    assert_int_equal(b->ext_ops[SHOAL_EXT_NN]->load(b, nn_blob, nn_len, NULL), SHOAL_OK);
+    assert_int_equal(b->ext_ops[SHOAL_EXT_LLM]->load(b, llm_blob, llm_len, NULL), SHOAL_OK);
     assert_int_equal(shoal_instance_call_i32(b, "set_pending", &pending, 1, NULL, 0), SHOAL_OK);
     for (int i = 0; i < 6; i++) {
         assert_int_equal(call0(b, "step_nn"), want_nn[i]);
@@ -128,17 +128,17 @@ static void test_continuation_is_identical(void **state)
     shoal_instance_t *c = start(f);
     void *before = c->ext[SHOAL_EXT_NN];
     for (size_t cut = 1; cut < nn_len; cut += nn_len / 7 + 1)
-        assert_int_equal(c->ext_ops[SHOAL_EXT_NN]->load(c, nn_blob, cut), SHOAL_E_FORMAT);
+        assert_int_equal(c->ext_ops[SHOAL_EXT_NN]->load(c, nn_blob, cut, NULL), SHOAL_E_FORMAT);
     for (size_t cut = 1; cut < llm_len; cut += llm_len / 7 + 1)
-        assert_int_equal(c->ext_ops[SHOAL_EXT_LLM]->load(c, llm_blob, cut), SHOAL_E_FORMAT);
+        assert_int_equal(c->ext_ops[SHOAL_EXT_LLM]->load(c, llm_blob, cut, NULL), SHOAL_E_FORMAT);
     nn_blob[0] ^= 0xFF;
-    assert_int_equal(c->ext_ops[SHOAL_EXT_NN]->load(c, nn_blob, nn_len), SHOAL_E_FORMAT);
+    assert_int_equal(c->ext_ops[SHOAL_EXT_NN]->load(c, nn_blob, nn_len, NULL), SHOAL_E_FORMAT);
     nn_blob[0] ^= 0xFF;
     /* the model name follows the magic, the graph count and the handle: "default" -> "dEfault" */
     uint8_t *name = memmem(nn_blob, nn_len, "default", 7);
     assert_non_null(name);
     name[1] = 'E';
-    assert_int_equal(c->ext_ops[SHOAL_EXT_NN]->load(c, nn_blob, nn_len), SHOAL_E_NOT_FOUND);
+    assert_int_equal(c->ext_ops[SHOAL_EXT_NN]->load(c, nn_blob, nn_len, NULL), SHOAL_E_NOT_FOUND);
     assert_ptr_equal(c->ext[SHOAL_EXT_NN], before);
     assert_true(call0(c, "step_nn") > 0);
 
@@ -215,7 +215,7 @@ static void test_refuses_other_model_bytes(void **state)
     size_t lens[2] = {nn_len, llm_len};
     int slots[2] = {SHOAL_EXT_NN, SHOAL_EXT_LLM};
     for (int i = 0; i < 2; i++) {
-        assert_int_equal(c->ext_ops[slots[i]]->load(c, blobs[i], lens[i]), SHOAL_E_FORMAT);
+        assert_int_equal(c->ext_ops[slots[i]]->load(c, blobs[i], lens[i], NULL), SHOAL_E_FORMAT);
         const char *msg = shoal_last_error();
         assert_non_null(strstr(msg, "model \"default\""));
         assert_non_null(strstr(msg, want));
@@ -279,15 +279,15 @@ static void test_kv_is_safetensors_and_versions(void **state)
 
     shoal_instance_t *c = start(f);
     blob[3] = '1';
-    assert_int_equal(c->ext_ops[SHOAL_EXT_LLM]->load(c, blob, len), SHOAL_E_FORMAT);
+    assert_int_equal(c->ext_ops[SHOAL_EXT_LLM]->load(c, blob, len, NULL), SHOAL_E_FORMAT);
     assert_non_null(strstr(shoal_last_error(), "section version 1"));
     nn_blob[3] = '1';
-    assert_int_equal(c->ext_ops[SHOAL_EXT_NN]->load(c, nn_blob, nn_len), SHOAL_E_FORMAT);
+    assert_int_equal(c->ext_ops[SHOAL_EXT_NN]->load(c, nn_blob, nn_len, NULL), SHOAL_E_FORMAT);
     assert_non_null(strstr(shoal_last_error(), "section version 1"));
     /* a corrupted KV byte is caught by the blob's CRC */
     blob[3] = '0' + NN_SNAP_VERSION;
     at[n - 5] ^= 0x40; /* inside the last tensor's rows */
-    assert_int_equal(c->ext_ops[SHOAL_EXT_LLM]->load(c, blob, len), SHOAL_E_FORMAT);
+    assert_int_equal(c->ext_ops[SHOAL_EXT_LLM]->load(c, blob, len, NULL), SHOAL_E_FORMAT);
     assert_non_null(strstr(shoal_last_error(), "checksum"));
     free(blob);
     free(nn_blob);
@@ -316,7 +316,7 @@ static void test_llm_section_mutations(void **state)
     assert_int_equal(shoal_instance_call_i32(c, "setup_kv", NULL, 0, &r, 1), SHOAL_OK);
     const shoal_ext_ops_t *ops = c->ext_ops[SHOAL_EXT_LLM];
     assert_non_null(ops);
-    assert_int_equal(ops->load(c, blob, len), SHOAL_OK);
+    assert_int_equal(ops->load(c, blob, len, NULL), SHOAL_OK);
     uint8_t *m = malloc(len);
     int refused = 0, loaded = 0;
     for (size_t i = 0; i < len; i += (i < 512 || i + 512 >= len) ? 1 : 4099) {
@@ -324,12 +324,12 @@ static void test_llm_section_mutations(void **state)
         for (int k = 0; k < 3; k++) {
             memcpy(m, blob, len);
             m[i] ^= flips[k];
-            if (ops->load(c, m, len) == SHOAL_OK) loaded++;
+            if (ops->load(c, m, len, NULL) == SHOAL_OK) loaded++;
             else refused++;
         }
     }
     for (size_t n = 0; n < len; n += (n < 512 || n + 512 >= len) ? 1 : 4099) {
-        if (ops->load(c, blob, n) == SHOAL_OK) fail_msg("a section truncated to %zu of %zu bytes was accepted", n, len);
+        if (ops->load(c, blob, n, NULL) == SHOAL_OK) fail_msg("a section truncated to %zu of %zu bytes was accepted", n, len);
         refused++;
     }
     print_message("llm section of %zu bytes: %d damaged copies refused, %d loaded (a changed value that is still "
@@ -346,16 +346,82 @@ static void test_llm_section_mutations(void **state)
         memcpy(m, blob, len);
         uint32_t bad = (uint32_t)mem_size - 16;
         memcpy(m + i, &bad, 4);
-        assert_int_equal(ops->load(c, m, len), SHOAL_E_FORMAT);
+        assert_int_equal(ops->load(c, m, len, NULL), SHOAL_E_FORMAT);
         assert_non_null(strstr(shoal_last_error(), "does not fit"));
         moved++;
     }
     assert_int_equal(moved, 1);
-    assert_int_equal(ops->load(c, blob, len), SHOAL_OK); /* and the good one still loads */
+    assert_int_equal(ops->load(c, blob, len, NULL), SHOAL_OK); /* and the good one still loads */
     free(m);
     free(blob);
     shoal_instance_delete(a);
     shoal_instance_delete(c);
+}
+
+/* A whole actor's snapshot file (linear memory, globals, the llm section with its KV rows)
+ * restores and answers the next message exactly as the original does. The file's checksum is
+ * verified after the layers restored (they note the CRCs of the KV rows as they write them), so
+ * every flipped byte must still be refused as a checksum mismatch, whatever else it breaks. */
+static void test_whole_file(void **state)
+{
+    fixture *f = *state;
+    char guest[4200];
+    snprintf(guest, sizeof guest, "%s/llm_chat_actor.wasm", getenv("SHOAL_GUESTS"));
+    shoal_module_t *mod = NULL;
+    assert_int_equal(shoal_module_load(f->rt, guest, &mod), SHOAL_OK);
+    shoal_instance_config_t ic;
+    shoal_instance_config_init(&ic);
+    ic.inherit_stdio = false;
+    shoal_instance_t *a = NULL, *b = NULL;
+    assert_int_equal(shoal_actor_start(f->rt, mod, &ic, &a), SHOAL_OK);
+    char *ra = NULL, *rb = NULL;
+    size_t na = 0, nb = 0;
+    assert_int_equal(shoal_actor_send(a, "Hi", 2, &ra, &na), SHOAL_OK);
+    free(ra);
+    const char *tmp = getenv("TMPDIR");
+    char path[4200], bad[4200];
+    snprintf(path, sizeof path, "%s/nnsnap-whole-%d.snap", tmp && *tmp ? tmp : "/tmp", (int)getpid());
+    snprintf(bad, sizeof bad, "%s/nnsnap-whole-%d.bad", tmp && *tmp ? tmp : "/tmp", (int)getpid());
+    if (shoal_instance_snapshot_save(a, mod, path) != SHOAL_OK) fail_msg("%s", shoal_last_error());
+    assert_int_equal(shoal_actor_send(a, "Name a color.", 13, &ra, &na), SHOAL_OK);
+    assert_int_equal(shoal_instance_snapshot_restore(f->rt, mod, &ic, path, &b), SHOAL_OK);
+    assert_int_equal(shoal_actor_send(b, "Name a color.", 13, &rb, &nb), SHOAL_OK);
+    assert_int_equal(na, nb);
+    assert_memory_equal(ra, rb, na);
+    free(ra);
+    free(rb);
+    shoal_instance_delete(b);
+
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    fseek(fp, 0, SEEK_END);
+    size_t n = (size_t)ftell(fp);
+    rewind(fp);
+    uint8_t *orig = malloc(n), *c = malloc(n);
+    assert_int_equal(fread(orig, 1, n, fp), n);
+    fclose(fp);
+    assert_non_null(memmem(orig, n, "layers.0.k", 10)); /* the KV rows are in the file */
+    int refused = 0;
+    for (size_t off = 64; off < n; off += n / 37 + 1) {
+        memcpy(c, orig, n);
+        c[off] ^= 0x10;
+        fp = fopen(bad, "wb");
+        assert_non_null(fp);
+        assert_int_equal(fwrite(c, 1, n, fp), n);
+        fclose(fp);
+        shoal_instance_t *x = NULL;
+        assert_int_not_equal(shoal_instance_snapshot_restore(f->rt, mod, &ic, bad, &x), SHOAL_OK);
+        assert_null(x);
+        if (!strstr(shoal_last_error(), "checksum mismatch")) fail_msg("byte %zu of %zu: %s", off, n, shoal_last_error());
+        refused++;
+    }
+    assert_true(refused >= 30);
+    unlink(bad);
+    unlink(path);
+    free(orig);
+    free(c);
+    shoal_instance_delete(a);
+    shoal_module_delete(mod);
 }
 
 int main(void)
@@ -374,6 +440,7 @@ int main(void)
         cmocka_unit_test(test_refuses_other_model_bytes),
         cmocka_unit_test(test_kv_is_safetensors_and_versions),
         cmocka_unit_test(test_llm_section_mutations),
+        cmocka_unit_test(test_whole_file),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

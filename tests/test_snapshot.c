@@ -19,6 +19,7 @@
 #include "core/sha256.h"
 #include "runtime/runtime_impl.h"
 #include "snapshot/format.h"
+#include "snapshot/restore_src.h"
 #include "snapshot/safetensors.h"
 #include "snapshot/snapshot.h"
 
@@ -527,8 +528,15 @@ static shoal_status_t dummy_save(void *p, uint8_t **buf, size_t *len)
     *len += strlen(s);
     return SHOAL_OK;
 }
-static shoal_status_t dummy_load(shoal_instance_t *inst, const uint8_t *buf, size_t len)
+/* 1: the layer notes the true CRC of its blob in the restore source, 2: a wrong one */
+static int g_dummy_note;
+static shoal_status_t dummy_load(shoal_instance_t *inst, const uint8_t *buf, size_t len, shoal_restore_src_t *src)
 {
+    if (g_dummy_note) {
+        assert_non_null(src);
+        assert_true(buf >= src->base && buf + len <= src->base + src->size);
+        shoal_restore_src_note(src, buf, len, shoal_crc32c(0, buf, len) ^ (g_dummy_note == 2));
+    }
     g_dummy_loads++;
     memcpy(g_dummy_seen, buf, len < 64 ? len : 64);
     g_dummy_seen_len = len;
@@ -566,6 +574,16 @@ static void test_ext_sections(void **state)
     assert_string_equal(b->ext[3], "layer state 42");
     assert_ptr_equal(b->ext_ops[3], &k_dummy);
     shoal_instance_delete(b);
+    /* The file's checksum is checked last, taking the CRC a layer noted for its bytes instead of
+     * reading them again: the true one restores; a false one is a mismatch, although the file is
+     * intact, which shows the noted value was the one used. */
+    g_dummy_note = 1;
+    assert_int_equal(shoal_instance_snapshot_restore(f->rt, f->mod, &cfg, path, &b), SHOAL_OK);
+    assert_string_equal(b->ext[3], "layer state 42");
+    shoal_instance_delete(b);
+    g_dummy_note = 2;
+    expect_refused(f, f->mod, path, "checksum mismatch");
+    g_dummy_note = 0;
     /* A process that does not know the layer refuses, by name, before building anything. */
     assert_int_equal(shoal_snapshot_register_ext(3, &k_other), SHOAL_OK);
     g_dummy_loads = 0;

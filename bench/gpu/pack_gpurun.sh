@@ -3,7 +3,8 @@
 # xz tarball, .gpurun/bundle.tar.xz (the GPU machine takes at most 64 MiB of work tree a call and
 # has no network): the CUDA build's binaries and guests, Wasmtime's library and, when
 # scripts/reference/build_llamacpp.sh --cuda has been run, llama-bench with its libraries (NO_LLAMA=1
-# leaves them out: a small bundle for kernel iterations). Carry .gpurun/bundle.tar.xz and .devdeps.
+# leaves them out: a small bundle for kernel iterations), and OLD_SNAPSHOT's binary when set.
+# Carry .gpurun/bundle.tar.xz and .devdeps.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 B=${BUILD:-build}
@@ -14,6 +15,11 @@ for f in shoal test_cuda_backend test_cuda_llama bench_cuda_llama bench_snapshot
     strip -o "$S/$f" "$B/$f"
 done
 cp "$B"/guests/*.wasm "$S/guests/"
+# OLD_SNAPSHOT: a bench_snapshot built from an earlier commit, for side-by-side runs (run_restore.sh)
+if [ -n "${OLD_SNAPSHOT:-}" ]; then
+    mkdir -p "$S/old"
+    strip -o "$S/old/bench_snapshot" "$OLD_SNAPSHOT"
+fi
 cp .deps/wasmtime/lib/libwasmtime.so "$S/lib/"
 L=.deps/llama.cpp/build-cuda/bin
 if [ -x "$L/llama-bench" ] && [ -z "${NO_LLAMA:-}" ]; then

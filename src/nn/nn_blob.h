@@ -50,9 +50,12 @@ static inline void nn_w_str(nn_writer *w, const char *s, size_t n)
     nn_w_bytes(w, s, n);
 }
 
+struct shoal_restore_src; /* snapshot/restore_src.h */
+
 typedef struct nn_reader {
     const uint8_t *p, *end;
     bool ok;
+    struct shoal_restore_src *src; /* the snapshot file being restored, or NULL */
 } nn_reader;
 
 static inline void nn_r_init(nn_reader *r, const uint8_t *buf, size_t len)
@@ -60,6 +63,7 @@ static inline void nn_r_init(nn_reader *r, const uint8_t *buf, size_t len)
     r->p = buf;
     r->end = buf + len;
     r->ok = true;
+    r->src = NULL;
 }
 
 /* A pointer to the next n bytes, or NULL (and ok = false) if the blob is shorter. */

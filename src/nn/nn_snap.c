@@ -80,7 +80,7 @@ shoal_status_t nn_snap_kv_load(nn_reader *r, shoal_engine_t *c, const uint8_t mo
     uint64_t n = nn_r_u64(r);
     const uint8_t *p = nn_r_take(r, n);
     if (!r->ok) return shoal_fail(SHOAL_E_FORMAT, "nn snapshot: KV cache data is truncated");
-    shoal_status_t st = shoal_kv_deserialize(c, model_sha256, p, (size_t)n);
+    shoal_status_t st = shoal_kv_deserialize_from(c, model_sha256, p, (size_t)n, r->src);
     return st == SHOAL_OK ? st : shoal_fail_wrap(st, "nn snapshot");
 }
 

@@ -77,10 +77,11 @@ static shoal_status_t state_save(void *p, uint8_t **buf, size_t *len)
     return w.ok ? SHOAL_OK : shoal_fail(SHOAL_E_NOMEM, "nn snapshot: out of memory");
 }
 
-static shoal_status_t state_load(shoal_instance_t *inst, const uint8_t *buf, size_t len)
+static shoal_status_t state_load(shoal_instance_t *inst, const uint8_t *buf, size_t len, struct shoal_restore_src *src)
 {
     nn_reader r;
     nn_r_init(&r, buf, len);
+    r.src = src;
     shoal_status_t st = nn_snap_magic_load(&r, NN_STATE_MAGIC, "nn snapshot");
     if (st != SHOAL_OK) return st;
     nn_state *s = calloc(1, sizeof *s);

@@ -45,13 +45,17 @@ struct shoal_module {
  * the token-level LLM API's sessions). Snapshots ask each slot to serialise itself as an
  * opaque, versioned blob and give it back on restore; a slot without snapshot support makes
  * snapshotting an instance that uses it fail with a clear message. */
+struct shoal_restore_src; /* snapshot/restore_src.h */
+
 typedef struct shoal_ext_ops {
     const char *name; /* section name in snapshots, e.g. "nn" */
     void (*free)(void *state);
     /* Appends the state to *buf (realloc'd; *len updated). NULL: not snapshottable. */
     shoal_status_t (*save)(void *state, uint8_t **buf, size_t *len);
-    /* Rebuilds the slot of a fresh instance from a blob written by save(). */
-    shoal_status_t (*load)(shoal_instance_t *inst, const uint8_t *buf, size_t len);
+    /* Rebuilds the slot of a fresh instance from a blob written by save(). src (may be NULL):
+     * the snapshot file the blob lies in, where the layer notes the CRCs it takes while reading
+     * (snapshot/restore_src.h). */
+    shoal_status_t (*load)(shoal_instance_t *inst, const uint8_t *buf, size_t len, struct shoal_restore_src *src);
 } shoal_ext_ops_t;
 
 struct shoal_instance {

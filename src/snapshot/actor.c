@@ -38,8 +38,9 @@ static shoal_status_t astate_save(void *p, uint8_t **buf, size_t *len)
     return SHOAL_OK;
 }
 
-static shoal_status_t astate_load(shoal_instance_t *inst, const uint8_t *buf, size_t len)
+static shoal_status_t astate_load(shoal_instance_t *inst, const uint8_t *buf, size_t len, struct shoal_restore_src *src)
 {
+    (void)src; /* a few bytes: the file check reads them */
     uint32_t magic = 0;
     uint64_t n = 0;
     for (int i = 0; len == 12 && i < 4; i++) magic |= (uint32_t)buf[i] << (8 * i);

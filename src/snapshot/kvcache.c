@@ -17,6 +17,7 @@
 
 #include "core/error.h"
 #include "core/sha256.h"
+#include "snapshot/restore_src.h"
 #include "snapshot/safetensors.h"
 
 #define KV_FORMAT "shoal.kv_cache"
@@ -171,9 +172,10 @@ static shoal_status_t meta_int(const shoal_st_t *st, const char *key, long lo, l
     return SHOAL_OK;
 }
 
-/* fd >= 0: buf maps that file, so a GPU engine may read the rows from the file itself. */
+/* fd >= 0: file maps that file and buf lies inside the mapping, so a GPU engine may read the rows
+ * from the file itself. src: where the CRCs taken over the rows are noted (may be NULL). */
 static shoal_status_t deserialize(shoal_engine_t *c, const uint8_t model_sha256[32], const uint8_t *buf, size_t len,
-                                  int fd)
+                                  int fd, const uint8_t *file, shoal_restore_src_t *src)
 {
     shoal_st_t *st = NULL;
     shoal_status_t s = shoal_safetensors_parse(buf, len, &st);
@@ -227,8 +229,8 @@ static shoal_status_t deserialize(shoal_engine_t *c, const uint8_t model_sha256[
         /* K rows of every layer, then V: kp[0..nl) and kp[nl..2nl), offsets likewise */
         for (size_t l = 0; s == SHOAL_OK && l < nl; l++) {
             kp[l] = (const float *)ts[2 * l]->data, kp[nl + l] = (const float *)ts[2 * l + 1]->data;
-            off[l] = (uint64_t)((const uint8_t *)ts[2 * l]->data - buf);
-            off[nl + l] = (uint64_t)((const uint8_t *)ts[2 * l + 1]->data - buf);
+            off[l] = fd >= 0 ? (uint64_t)((const uint8_t *)ts[2 * l]->data - file) : 0;
+            off[nl + l] = fd >= 0 ? (uint64_t)((const uint8_t *)ts[2 * l + 1]->data - file) : 0;
         }
         if (s == SHOAL_OK) {
             /* SHOAL_KV_MAPPED_COPY=1 stages from the mapping instead of reading the file (experiments) */
@@ -240,6 +242,8 @@ static shoal_status_t deserialize(shoal_engine_t *c, const uint8_t model_sha256[
         for (size_t l = 0; checked && l < nl; l++) {
             crc = shoal_crc32c_combine(crc, crcs[l], ts[2 * l]->nbytes);
             crc = shoal_crc32c_combine(crc, crcs[nl + l], ts[2 * l + 1]->nbytes);
+            shoal_restore_src_note(src, ts[2 * l]->data, ts[2 * l]->nbytes, crcs[l]);
+            shoal_restore_src_note(src, ts[2 * l + 1]->data, ts[2 * l + 1]->nbytes, crcs[nl + l]);
         }
         free(kp);
         free(off);
@@ -267,7 +271,13 @@ static shoal_status_t deserialize(shoal_engine_t *c, const uint8_t model_sha256[
 
 shoal_status_t shoal_kv_deserialize(shoal_engine_t *c, const uint8_t model_sha256[32], const uint8_t *buf, size_t len)
 {
-    return deserialize(c, model_sha256, buf, len, -1);
+    return deserialize(c, model_sha256, buf, len, -1, NULL, NULL);
+}
+
+shoal_status_t shoal_kv_deserialize_from(shoal_engine_t *c, const uint8_t model_sha256[32], const uint8_t *buf, size_t len,
+                                         shoal_restore_src_t *src)
+{
+    return deserialize(c, model_sha256, buf, len, src ? src->fd : -1, src ? src->base : NULL, src);
 }
 
 shoal_status_t shoal_kv_load_safetensors(shoal_engine_t *c, const uint8_t model_sha256[32], const char *path)
@@ -289,7 +299,7 @@ shoal_status_t shoal_kv_load_safetensors(shoal_engine_t *c, const uint8_t model_
         close(fd);
         return shoal_fail(SHOAL_E_IO, "kv: %s: mmap: %s", path, strerror(errno));
     }
-    shoal_status_t s = deserialize(c, model_sha256, map, n, fd);
+    shoal_status_t s = deserialize(c, model_sha256, map, n, fd, map, NULL);
     munmap(map, n);
     close(fd);
     if (s != SHOAL_OK) shoal_fail_wrap(s, "%s", path);

@@ -22,5 +22,10 @@ shoal_status_t shoal_kv_load_safetensors(shoal_engine_t *c, const uint8_t model_
  * *buf (realloc'd, *len updated) / reads buf[0, len). */
 shoal_status_t shoal_kv_serialize(shoal_engine_t *c, const uint8_t model_sha256[32], uint8_t **buf, size_t *len);
 shoal_status_t shoal_kv_deserialize(shoal_engine_t *c, const uint8_t model_sha256[32], const uint8_t *buf, size_t len);
+/* As shoal_kv_deserialize for a blob inside the snapshot file src maps (src may be NULL): the
+ * rows may be read from that file, and the CRCs taken over them are noted in src. */
+struct shoal_restore_src;
+shoal_status_t shoal_kv_deserialize_from(shoal_engine_t *c, const uint8_t model_sha256[32], const uint8_t *buf, size_t len,
+                                         struct shoal_restore_src *src);
 
 #endif

@@ -455,13 +455,13 @@ static shoal_status_t restore_globals(shoal_instance_t *inst, const snap_view_t 
     return SHOAL_OK;
 }
 
-static shoal_status_t restore_ext(shoal_instance_t *inst, const snap_view_t *v)
+static shoal_status_t restore_ext(shoal_instance_t *inst, const snap_view_t *v, shoal_restore_src_t *src)
 {
     snap_ext_t x;
     for (uint32_t i = 0; i < v->next; i++) {
         snap_ext_at(v, i, &x);
         const shoal_ext_ops_t *ops = ext_lookup((int)x.slot);
-        shoal_status_t st = ops->load(inst, x.blob, x.blob_len);
+        shoal_status_t st = ops->load(inst, x.blob, x.blob_len, src);
         if (st != SHOAL_OK) return shoal_fail_wrap(st, "snapshot: restoring %s state", ops->name);
         if (!inst->ext_ops[x.slot]) inst->ext_ops[x.slot] = ops;
     }
@@ -488,27 +488,36 @@ shoal_status_t shoal_instance_snapshot_restore(shoal_runtime_t *rt, shoal_module
                                                const char *path, shoal_instance_t **out)
 {
     if (!rt || !m || !path || !out) return shoal_fail(SHOAL_E_INVALID, "snapshot: NULL argument");
+    /* The file's checksum is verified last, combined with the CRCs the layers take while they
+     * restore their large parts (the KV rows): one pass over the bytes, not two. Until then the
+     * new instance is not handed out, and a mismatch outranks any other fault (the damage is the
+     * cause). Every read before it stays inside the mapping. */
     snap_view_t v;
-    shoal_status_t st = snap_view_open(path, &v);
+    shoal_status_t st = snap_view_open_unverified(path, &v);
     if (st != SHOAL_OK) return st;
-    if (memcmp(v.module_sha256, m->sha256, 32) != 0) {
+    shoal_restore_src_t src = {v.data, v.size, v.fd, NULL, 0, 0};
+    shoal_instance_t *inst = NULL;
+    const bool same_module = memcmp(v.module_sha256, m->sha256, 32) == 0;
+    if (!same_module) {
         char want[65], have[65];
         shoal_hex(v.module_sha256, 32, want);
         shoal_hex(m->sha256, 32, have);
-        snap_view_close(&v);
-        return shoal_fail(SHOAL_E_FORMAT, "snapshot %s: taken from another module (module sha256 %s, this one is %s)", path,
-                          want, have);
+        st = shoal_fail(SHOAL_E_FORMAT, "snapshot %s: taken from another module (module sha256 %s, this one is %s)", path,
+                        want, have);
     }
-    st = check_ext_registered(&v);
-    shoal_instance_t *inst = NULL;
+    if (st == SHOAL_OK) st = check_ext_registered(&v);
     if (st == SHOAL_OK) st = shoal_instance_new(rt, m, cfg, &inst);
     if (st == SHOAL_OK) st = restore_memory(inst, m, &v);
     if (st == SHOAL_OK) st = restore_globals(inst, &v);
-    if (st == SHOAL_OK) st = restore_ext(inst, &v);
+    if (st == SHOAL_OK) st = restore_ext(inst, &v, &src);
+    /* the messages of faults after the module check lack the path (a passing check leaves them) */
+    if (st != SHOAL_OK && same_module) shoal_fail_wrap(st, "%s", path);
+    if (snap_view_verify(&v, &src, path) != SHOAL_OK) st = SHOAL_E_FORMAT;
+    free(src.parts);
     snap_view_close(&v);
     if (st != SHOAL_OK) {
         shoal_instance_delete(inst);
-        return shoal_fail_wrap(st, "%s", path);
+        return st;
     }
     *out = inst;
     return SHOAL_OK;

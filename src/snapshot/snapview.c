@@ -23,6 +23,7 @@ static uint64_t rd64(const uint8_t *p) { return rd32(p) | (uint64_t)rd32(p + 4) 
 void snap_view_close(snap_view_t *v)
 {
     if (v->data) munmap((void *)v->data, v->size);
+    if (v->fd >= 0) close(v->fd);
     free(v->globals);
     free(v->exts);
     free(v->ext_lens);
@@ -136,9 +137,23 @@ static shoal_status_t parse_ext(const char *path, snap_view_t *v, const uint8_t 
     return SHOAL_OK;
 }
 
-shoal_status_t snap_view_open(const char *path, snap_view_t *v)
+static shoal_status_t checksum_mismatch(const char *path)
+{
+    return shoal_fail(SHOAL_E_FORMAT, "snapshot %s: checksum mismatch: the file is corrupt", path);
+}
+
+static bool crc_matches(const snap_view_t *v)
+{
+    return shoal_crc32c_spans(0, &(shoal_span_t){v->data, v->size - 4}, 1) == rd32(v->data + v->size - 4);
+}
+
+/* Maps the file and checks its header; then, when check_crc, the checksum; then every section. A
+ * view opened without the checksum check reports a structural fault as a checksum mismatch when
+ * the checksum disagrees too (the cause is then the damage, not the writer). */
+static shoal_status_t view_open(const char *path, snap_view_t *v, bool check_crc)
 {
     memset(v, 0, sizeof *v);
+    v->fd = -1;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return shoal_fail(SHOAL_E_IO, "snapshot %s: %s", path, strerror(errno));
     struct stat sb;
@@ -152,8 +167,11 @@ shoal_status_t snap_view_open(const char *path, snap_view_t *v)
         return shoal_fail(SHOAL_E_FORMAT, "snapshot %s: %zu bytes is too short to be a snapshot (truncated?)", path, n);
     }
     void *map = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED) return shoal_fail(SHOAL_E_IO, "snapshot %s: mmap: %s", path, strerror(errno));
+    if (map == MAP_FAILED) {
+        close(fd);
+        return shoal_fail(SHOAL_E_IO, "snapshot %s: mmap: %s", path, strerror(errno));
+    }
+    v->fd = fd;
     v->data = map;
     v->size = n;
     const uint8_t *d = v->data;
@@ -171,8 +189,8 @@ shoal_status_t snap_view_open(const char *path, snap_view_t *v)
     else if (declared != n)
         st = shoal_fail(SHOAL_E_FORMAT, "snapshot %s: %s: the header says %llu bytes, the file has %zu", path,
                         declared > n ? "truncated" : "wrong length", (unsigned long long)declared, n);
-    else if (shoal_crc32c_spans(0, &(shoal_span_t){d, n - 4}, 1) != rd32(d + n - 4))
-        st = shoal_fail(SHOAL_E_FORMAT, "snapshot %s: checksum mismatch: the file is corrupt", path);
+    else if (check_crc && !crc_matches(v))
+        st = checksum_mismatch(path);
     if (st != SHOAL_OK) {
         snap_view_close(v);
         return st;
@@ -206,6 +224,53 @@ shoal_status_t snap_view_open(const char *path, snap_view_t *v)
         st = shoal_fail(SHOAL_E_FORMAT, "snapshot %s: %llu stray bytes after the last section", path,
                         (unsigned long long)(end - at));
     if (st == SHOAL_OK && !v->globals) st = shoal_fail(SHOAL_E_FORMAT, "snapshot %s: no globals section", path);
+    if (st != SHOAL_OK && !check_crc && !crc_matches(v)) st = checksum_mismatch(path);
     if (st != SHOAL_OK) snap_view_close(v);
     return st;
+}
+
+shoal_status_t snap_view_open(const char *path, snap_view_t *v) { return view_open(path, v, true); }
+
+shoal_status_t snap_view_open_unverified(const char *path, snap_view_t *v) { return view_open(path, v, false); }
+
+void shoal_restore_src_note(shoal_restore_src_t *src, const uint8_t *p, size_t len, uint32_t crc)
+{
+    if (!src || len == 0) return;
+    if (src->n_parts == src->cap) {
+        size_t cap = src->cap ? 2 * src->cap : 64;
+        shoal_crc_part_t *np = realloc(src->parts, cap * sizeof *np);
+        if (!np) return;
+        src->parts = np, src->cap = cap;
+    }
+    src->parts[src->n_parts++] = (shoal_crc_part_t){p, len, crc};
+}
+
+static int part_cmp(const void *a, const void *b)
+{
+    const uint8_t *x = ((const shoal_crc_part_t *)a)->p, *y = ((const shoal_crc_part_t *)b)->p;
+    return x < y ? -1 : x > y;
+}
+
+/* The file's CRC (every byte before the trailer) from the parts src noted and the CRC of the
+ * bytes between them; parts outside the checked range or overlapping one another are ignored
+ * (their bytes are then read like the rest). */
+static bool crc_ok_with(const snap_view_t *v, shoal_restore_src_t *src)
+{
+    const uint8_t *at = v->data, *end = v->data + v->size - 4;
+    uint32_t crc = 0;
+    if (src && src->n_parts) qsort(src->parts, src->n_parts, sizeof *src->parts, part_cmp);
+    for (size_t i = 0; src && i < src->n_parts; i++) {
+        const shoal_crc_part_t *q = &src->parts[i];
+        if (q->p < at || q->p > end || q->len > (size_t)(end - q->p)) continue;
+        if (q->p > at) crc = shoal_crc32c_spans(crc, &(shoal_span_t){at, (size_t)(q->p - at)}, 1);
+        crc = shoal_crc32c_combine(crc, q->crc, q->len);
+        at = q->p + q->len;
+    }
+    if (at < end) crc = shoal_crc32c_spans(crc, &(shoal_span_t){at, (size_t)(end - at)}, 1);
+    return crc == rd32(end);
+}
+
+shoal_status_t snap_view_verify(const snap_view_t *v, shoal_restore_src_t *src, const char *path)
+{
+    return crc_ok_with(v, src) ? SHOAL_OK : checksum_mismatch(path);
 }

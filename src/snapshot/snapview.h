@@ -1,5 +1,7 @@
-/* snapview.h — a snapshot file mapped read-only and fully validated: header, checksum and
- * every section's bounds, before any of it is used. Restore and inspect both read through it. */
+/* snapview.h — a snapshot file mapped read-only and validated: header, checksum and every
+ * section's bounds. Inspect checks all of it before use; a restore checks the checksum last
+ * (snap_view_open_unverified, snap_view_verify), so the bytes its layers checksum while restoring
+ * them are not read a second time. Restore and inspect both read through it. */
 #ifndef SHOAL_SNAPSHOT_SNAPVIEW_H
 #define SHOAL_SNAPSHOT_SNAPVIEW_H
 
@@ -8,10 +10,12 @@
 #include <stdint.h>
 
 #include "shoal.h"
+#include "snapshot/restore_src.h"
 
 typedef struct snap_view {
     const uint8_t *data; /* the mapping */
     size_t size;
+    int fd;              /* the file, open until snap_view_close */
     uint32_t version;
     uint8_t module_sha256[32];
     const char *info;    /* INFO section (JSON, not NUL-terminated) */
@@ -47,6 +51,13 @@ typedef struct snap_ext {
 
 /* Maps and validates `path`; every failure has a message that names the file and the fault. */
 shoal_status_t snap_view_open(const char *path, snap_view_t *v);
+/* As snap_view_open but for the checksum, which the caller must verify with snap_view_verify
+ * before trusting what it read (every read stays inside the mapping regardless). A structural
+ * fault in a file whose checksum also fails is reported as the checksum mismatch. */
+shoal_status_t snap_view_open_unverified(const char *path, snap_view_t *v);
+/* The file's checksum, combining the CRCs src noted (may be NULL) with those of the other bytes:
+ * SHOAL_OK or SHOAL_E_FORMAT "checksum mismatch". Sorts src's parts. */
+shoal_status_t snap_view_verify(const snap_view_t *v, shoal_restore_src_t *src, const char *path);
 void snap_view_close(snap_view_t *v);
 
 uint64_t snap_run_off(const snap_view_t *v, uint32_t i);
