@@ -1,7 +1,8 @@
 /* snapshot.c — saving an instance's state between calls (linear memory, mutable globals, the
  * ext slots of higher layers) to a checksummed file, and restoring it into a fresh instance.
- * A restore validates the whole file before it creates anything and builds a new instance, so
- * a bad file never touches a running one. */
+ * A restore validates the file's structure, builds a new instance from it and checks the file's
+ * checksum last (combined with the CRCs the layers took of the bytes they restored), so a bad file
+ * never touches a running one and a good one is read once. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
