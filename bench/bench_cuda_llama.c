@@ -2,8 +2,10 @@
  * weight bytes streamed per decode step against the device's measured copy bandwidth (the HBM
  * roofline), and decode with the KV cache in device memory vs in mapped host memory.
  *
- *   bench_cuda_llama MODEL.gguf [--gen N] [--prompt N] [--depth D] [--reps R]
+ *   bench_cuda_llama MODEL.gguf [--gen N] [--prompt N] [--depth D] [--reps R] [--default-only | --prefill-only]
  *
+ * --prefill-only times the batched prefill of --prompt tokens alone (float32, then TF32): long
+ * prompts without the token-by-token and decode rows.
  * Decode is timed as llama-bench's tg: N greedy single-token steps (argmax on the GPU, the id read
  * back each step). Prints a table and one JSON line. */
 #include <stdio.h>
@@ -127,10 +129,11 @@ int main(int argc, char **argv)
         return 2;
     }
     int gen = 64, prompt = 64, depth = 0, reps = 5;
-    bool only_default = false;
+    bool only_default = false, only_prefill = false;
     for (int i = 2; i < argc; i += 2) {
-        if (!strcmp(argv[i], "--default-only")) { /* kernel tuning: the default decode path alone */
-            only_default = true;
+        if (!strcmp(argv[i], "--default-only") || !strcmp(argv[i], "--prefill-only")) {
+            only_default |= argv[i][2] == 'd'; /* kernel tuning: the default decode path alone */
+            only_prefill |= argv[i][2] == 'p';
             i--;
             continue;
         }
@@ -157,6 +160,29 @@ int main(int argc, char **argv)
     shoal_cuda_llama_params_init(&p);
     p.n_ctx = n_ctx;
     p.prefill_tf32 = false; /* the float32 path; TF32 is measured as a row of its own */
+    if (only_prefill) {
+        int32_t *pt = calloc((size_t)prompt, sizeof *pt);
+        float *logits = malloc(sizeof(float) * (size_t)m->hp.vocab);
+        double pp[2] = {0, 0};
+        for (int tf32 = 0; tf32 < 2; tf32++) {
+            shoal_cuda_llama_ctx_t *c;
+            p.prefill_tf32 = tf32;
+            for (int i = 0; i < prompt; i++)
+                pt[i] = (i * 13 + 5) % 200;
+            if (shoal_cuda_llama_ctx_new(m, &p, &c)) {
+                fprintf(stderr, "%s\n", shoal_last_error());
+                return 1;
+            }
+            pp[tf32] = prefill_tps(c, pt, prompt, logits, reps);
+            shoal_cuda_llama_ctx_delete(c);
+        }
+        printf("shoal-cuda pp%d: %.1f tok/s (TF32 GEMMs: %.1f)\n", prompt, pp[0], pp[1]);
+        free(pt);
+        free(logits);
+        shoal_llama_model_delete(m);
+        shoal_gguf_close(g);
+        return 0;
+    }
     if (only_default) {
         /* the weights stay uploaded (and countable) while a context holds them */
         shoal_cuda_llama_ctx_t *hold;

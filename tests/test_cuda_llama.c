@@ -184,7 +184,7 @@ static void test_logits_and_greedy_vs_cpu(void **state)
     free(gpu);
 }
 
-/* Two contexts made with pa and pb prefill the same 40-token prompt: their logits (all
+/* Two contexts made with pa and pb prefill the same NP-token prompt: their logits (all
  * positions), and the largest K/V row difference between them and magnitude in b's rows. */
 enum { PAIR_NP = 40 };
 typedef struct prefill_pair {
@@ -193,10 +193,11 @@ typedef struct prefill_pair {
     float kv_diff, kv_max;
 } prefill_pair_t;
 
-static void prefill_pair(const shoal_cuda_llama_params_t *pa, const shoal_cuda_llama_params_t *pb, prefill_pair_t *pp)
+static void prefill_pair(const shoal_cuda_llama_params_t *pa, const shoal_cuda_llama_params_t *pb, int NP,
+                         prefill_pair_t *pp)
 {
-    const int V = F.m->hp.vocab, NP = PAIR_NP, kvd = F.m->hp.kv_dim;
-    int32_t toks[PAIR_NP];
+    const int V = F.m->hp.vocab, kvd = F.m->hp.kv_dim;
+    int32_t *toks = malloc(sizeof *toks * (size_t)NP);
     prompt_tokens(toks, NP);
     pp->a = malloc(sizeof(float) * (size_t)V * NP);
     pp->b = malloc(sizeof(float) * (size_t)V * NP);
@@ -216,6 +217,7 @@ static void prefill_pair(const shoal_cuda_llama_params_t *pa, const shoal_cuda_l
         pp->kv_max = fmaxf(pp->kv_max, fmaxf(max_abs(kb, (size_t)NP * kvd), max_abs(vb, (size_t)NP * kvd)));
     }
     free(ka);
+    free(toks);
 }
 
 /* The pair's common parameters: 64 positions, chunks of 16, float32 GEMMs; each test changes one. */
@@ -249,7 +251,7 @@ static void test_batched_prefill_vs_tokenwise(void **state)
     shoal_cuda_llama_params_t pa = pair_params(), pb = pa; /* float32 GEMMs: agreement to rounding */
     pb.n_batch = 1;
     prefill_pair_t pp;
-    prefill_pair(&pa, &pb, &pp);
+    prefill_pair(&pa, &pb, NP, &pp);
     float scale = fmaxf(1.0f, max_abs(pp.b, (size_t)V * NP) / 30.0f), d = max_diff(pp.a, pp.b, (size_t)V * NP);
     print_message("batched (chunks of 16) vs token-by-token prefill, %d tokens: max |logit diff| %.3g (tolerance %.3g)\n",
                   NP, d, 2e-3 * scale);
@@ -266,6 +268,51 @@ static void test_batched_prefill_vs_tokenwise(void **state)
     prefill_pair_free(&pp);
 }
 
+/* Batched prefill of a long prompt in the default chunks (256) against token-by-token decode:
+ * 300 tokens make a first chunk of four 64-query tiles and a second of 44 queries attending to
+ * all 300 rows, so the tiled prefill attention (att_prefill.cu) runs full and partial query and
+ * position tiles and its causal mask inside a tile; same tolerance as above. */
+static void test_long_batched_prefill(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    const int V = F.m->hp.vocab, NP = 300;
+    if (F.m->hp.n_ctx_train && F.m->hp.n_ctx_train < NP) {
+        print_message("skip: the model's context (%d) is shorter than %d\n", F.m->hp.n_ctx_train, NP);
+        return;
+    }
+    shoal_cuda_llama_params_t pa = pair_params(), pb = pa;
+    pa.n_ctx = pb.n_ctx = 320;
+    pa.n_batch = 256;
+    pb.n_batch = 1;
+    prefill_pair_t pp;
+    prefill_pair(&pa, &pb, NP, &pp);
+    float scale = fmaxf(1.0f, max_abs(pp.b, (size_t)V * NP) / 30.0f), d = max_diff(pp.a, pp.b, (size_t)V * NP);
+    print_message("batched (chunks of 256) vs token-by-token prefill, %d tokens, head dim %d: max |logit diff| %.3g "
+                  "(tolerance %.3g); KV rows %.3g\n", NP, F.m->hp.head_dim, d, 2e-3 * scale, pp.kv_diff);
+    assert_true(d <= 2e-3f * scale);
+    assert_true(pp.kv_diff <= 2e-3f * scale);
+    /* the top-1 must agree wherever the reference's top two are further apart than the tolerance
+     * allows either to move */
+    int same = 0, clear = 0;
+    for (int p = 0; p < NP; p++) {
+        const float *r = pp.b + (size_t)p * V;
+        const int top = argmax(r, V), got = argmax(pp.a + (size_t)p * V, V);
+        float second = -INFINITY;
+        for (int i = 0; i < V; i++)
+            if (i != top && r[i] > second)
+                second = r[i];
+        same += got == top;
+        if (r[top] - second > 4e-3f * scale) {
+            clear++;
+            assert_int_equal(got, top);
+        }
+    }
+    print_message("same top-1 at %d of %d positions (%d with a clear top-1)\n", same, NP, clear);
+    assert_true(clear > NP / 2);
+    prefill_pair_free(&pp);
+}
+
 /* prefill_tf32: the GEMMs' operands are rounded to TF32 (10-bit mantissas, unit roundoff 2^-11)
  * and summed in float32, so logits and cache rows move by a few units of 2^-11 of their scale.
  * Stated bound: 8e-3 of max(1, largest logit magnitude) for logits and of max(1, largest row
@@ -279,7 +326,7 @@ static void test_tf32_prefill_bound(void **state)
     shoal_cuda_llama_params_t pa = pair_params(), pb = pa;
     pa.prefill_tf32 = true;
     prefill_pair_t pp;
-    prefill_pair(&pa, &pb, &pp);
+    prefill_pair(&pa, &pb, NP, &pp);
     const float bound = 8e-3f * fmaxf(1.0f, max_abs(pp.b, (size_t)V * NP)), d = max_diff(pp.a, pp.b, (size_t)V * NP);
     print_message("TF32 vs float32 prefill, %d tokens: max |logit diff| %.3g (bound %.3g)\n", NP, d, bound);
     assert_true(d <= bound);
@@ -721,6 +768,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_logits_and_greedy_vs_cpu),
         cmocka_unit_test(test_batched_prefill_vs_tokenwise),
+        cmocka_unit_test(test_long_batched_prefill),
         cmocka_unit_test(test_tf32_prefill_bound),
         cmocka_unit_test(test_fused_decode),
         cmocka_unit_test(test_long_context_decode),

@@ -20,6 +20,7 @@
 #include <cuda_fp16.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 thread_local bool shoal_cu_pdl = false;
 
@@ -650,7 +651,7 @@ cudaError_t shoal_cu_attention_prepare(int n_ctx)
         e = cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)prefill);
     if (!e && bytes > 48 * 1024)
         e = cudaFuncSetAttribute(rope_attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
-    return e;
+    return e ? e : shoal_cu_attention_tiled_prepare();
 }
 
 size_t shoal_cu_rope_attention_scratch(int n_head, int head_dim, int n_ctx)
@@ -680,6 +681,12 @@ cudaError_t shoal_cu_attention_batch(const float *q, const float *kcache, const 
                                      int n_tok, float *out, int n_head, int n_kv, int head_dim, int n_ctx,
                                      cudaStream_t s)
 {
+    static const bool rows = getenv("SHOAL_CUDA_PREFILL_ATT") && !strcmp(getenv("SHOAL_CUDA_PREFILL_ATT"), "rows");
+    if (n_tok > 1 && !rows) {
+        const cudaError_t e = shoal_cu_attention_tiled(q, kcache, vcache, pos, n_tok, out, n_head, n_kv, head_dim, s);
+        if (e != cudaErrorNotSupported)
+            return e;
+    }
     return launch(attention_kernel, dim3((unsigned)n_head, (unsigned)n_tok), dim3(ATT_THREADS),
                   attention_smem(head_dim, n_ctx), s, q, kcache, vcache, pos, out, n_head, n_kv, head_dim);
 }

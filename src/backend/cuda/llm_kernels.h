@@ -62,6 +62,13 @@ cudaError_t shoal_cu_rope_store_batch(float *q, const float *k, const float *v, 
 cudaError_t shoal_cu_attention_batch(const float *q, const float *kcache, const float *vcache, const int32_t *pos,
                                      int n_tok, float *out, int n_head, int n_kv, int head_dim, int n_ctx,
                                      cudaStream_t s);
+/* attention_batch in tiles of 64 queries and 64 positions (att_prefill.cu), for head dimensions 64
+ * and 128 (else cudaErrorNotSupported); attention_batch takes it for batches of several tokens
+ * unless SHOAL_CUDA_PREFILL_ATT=rows (an experiment switch: the one-block-per-query kernel). The
+ * prepare call raises its shared memory limit on the current device. */
+cudaError_t shoal_cu_attention_tiled(const float *q, const float *kcache, const float *vcache, const int32_t *pos,
+                                     int n_tok, float *out, int n_head, int n_kv, int head_dim, cudaStream_t s);
+cudaError_t shoal_cu_attention_tiled_prepare(void);
 /* Fused decode launches (several rows per warp share each activation load). matvec_fused:
  * y[i] = W[i] . x for up to 3 matrices of one type and width in one launch; with norm_w, x is
  * RMS-normalised (eps) and scaled by norm_w first; with accumulate (no norm), y[i] += W[i] . x.
