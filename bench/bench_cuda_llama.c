@@ -2,7 +2,8 @@
  * weight bytes streamed per decode step against the device's measured copy bandwidth (the HBM
  * roofline), and decode with the KV cache in device memory vs in mapped host memory.
  *
- *   bench_cuda_llama MODEL.gguf [--gen N] [--prompt N] [--depth D] [--reps R] [--default-only | --prefill-only]
+ *   bench_cuda_llama MODEL.gguf [--gen N] [--prompt N] [--depth D] [--reps R] [--batch B]
+ *                    [--default-only | --prefill-only]
  *
  * --prefill-only times the batched prefill of --prompt tokens alone (float32, then TF32): long
  * prompts without the token-by-token and decode rows.
@@ -128,7 +129,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bench_cuda_llama MODEL.gguf [--gen N] [--prompt N] [--depth D] [--reps R]\n");
         return 2;
     }
-    int gen = 64, prompt = 64, depth = 0, reps = 5;
+    int gen = 64, prompt = 64, depth = 0, reps = 5, batch = 0;
     bool only_default = false, only_prefill = false;
     for (int i = 2; i < argc; i += 2) {
         if (!strcmp(argv[i], "--default-only") || !strcmp(argv[i], "--prefill-only")) {
@@ -143,6 +144,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--prompt")) prompt = v;
         else if (!strcmp(argv[i], "--depth")) depth = v;
         else if (!strcmp(argv[i], "--reps")) reps = v;
+        else if (!strcmp(argv[i], "--batch")) batch = v; /* prefill chunk (n_batch); 0: the default */
     }
     if (gen < 1 || prompt < 1 || depth < 0 || reps < 1)
         return 2;
@@ -159,6 +161,7 @@ int main(int argc, char **argv)
     shoal_cuda_llama_params_t p;
     shoal_cuda_llama_params_init(&p);
     p.n_ctx = n_ctx;
+    p.n_batch = batch;
     p.prefill_tf32 = false; /* the float32 path; TF32 is measured as a row of its own */
     if (only_prefill) {
         int32_t *pt = calloc((size_t)prompt, sizeof *pt);
@@ -231,7 +234,7 @@ int main(int argc, char **argv)
         pp_tok = prefill_tps(c, pt, prompt, logits, reps);
         shoal_cuda_llama_ctx_delete(c);
     }
-    p.n_batch = 0;
+    p.n_batch = batch;
     /* the same prefill with its GEMMs on the tensor cores (TF32) */
     double pp_tf32 = 0;
     p.prefill_tf32 = true;

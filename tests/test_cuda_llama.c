@@ -268,7 +268,7 @@ static void test_batched_prefill_vs_tokenwise(void **state)
     prefill_pair_free(&pp);
 }
 
-/* Batched prefill of a long prompt in the default chunks (256) against token-by-token decode:
+/* Batched prefill of a long prompt in chunks of 256 against token-by-token decode:
  * 300 tokens make a first chunk of four 64-query tiles and a second of 44 queries attending to
  * all 300 rows, so the tiled prefill attention (att_prefill.cu) runs full and partial query and
  * position tiles and its causal mask inside a tile; same tolerance as above. */

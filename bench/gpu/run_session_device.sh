@@ -3,7 +3,8 @@
 # end to end, under a time budget (steps past it are skipped and say so):
 #   1. test_cuda_llama on small random models (q8_0, q4_1): GPU vs CPU, batched prefill vs token by
 #      token, fused decode kernels vs separate (plain and CUDA graph), graph, mapped KV, OOM;
-#   2. bench_cuda_llama on a SmolLM2-shaped random Q4_1 model and the Llama 3.2 1B shape (F16, Q8_0);
+#   2. bench_cuda_llama on a SmolLM2-shaped random Q4_1 model and the Llama 3.2 1B shape (F16, Q8_0),
+#      and their batched prefill of 4096 tokens;
 #   3. llama.cpp's llama-bench (built for sm_90 on the CPU machine, carried) on the same files;
 #   4. tests/test_nn_device.sh with --device cuda (wasi-nn / token API / snapshots / device OOM);
 #   5. bench_snapshot --device cuda --cross --actor (restore vs re-prefill at 24/512/4096, GPU<->CPU);
@@ -54,11 +55,14 @@ grep -E "max \|diff\||greedy|fused|batched|OOM|PASSED|FAILED|SKIP|rc=|==" "$OUT/
 for m in smol_q4_1 l1b_f16 l1b_q8_0; do
     step "bench_cuda_llama $m" bench.log 45 $R/bench_cuda_llama /tmp/m/$m.gguf --gen 128 --prompt 512 --reps 3
 done
+for m in smol_q4_1 l1b_f16 l1b_q8_0; do
+    step "prefill 4096 $m" bench.log 30 $R/bench_cuda_llama /tmp/m/$m.gguf --prefill-only --prompt 4096 --reps 3
+done
 grep -E "^==|tok/s|bandwidth|rc=" "$OUT/bench.log"
 
 if [ -x $R/llama/llama-bench ]; then
     for m in smol_q4_1 l1b_f16 l1b_q8_0; do
-        step "llama-bench $m" llamacpp.log 45 $R/llama/llama-bench -m /tmp/m/$m.gguf -ngl 99 -p 512 -n 128 -r 3 -o md
+        step "llama-bench $m" llamacpp.log 45 $R/llama/llama-bench -m /tmp/m/$m.gguf -ngl 99 -p 512,4096 -n 128 -r 3 -o md
     done
     cat "$OUT/llamacpp.log"
 else

@@ -234,7 +234,12 @@ shoal_status_t shoal_cuda_llama_ctx_new(const shoal_llama_model_t *m, const shoa
     }
     c->fused = p->fused;
     c->pdl = p->pdl;
-    c->n_batch = p->n_batch == 0 ? 256 : p->n_batch < 1 ? 1 : p->n_batch > 1024 ? 1024 : p->n_batch;
+    /* 1024 by default: per chunk every matrix is dequantised once and each attention launch has
+     * n_batch / 64 query tiles per head, so longer chunks fill the GPU (H100, 1024 vs 256: pp512
+     * 1.2-1.5x, pp4096 1.4-2.8x; bench/RESULTS-cuda-llm.md, run 21). No more than the context
+     * holds: the chunk's scratch is sized by it. */
+    const int nb = p->n_batch == 0 ? 1024 : p->n_batch < 1 ? 1 : p->n_batch > 1024 ? 1024 : p->n_batch;
+    c->n_batch = nb < n_ctx ? nb : n_ctx;
     if (c->n_batch > 1 && (s = batch_setup(c, p->prefill_tf32)))
         goto fail;
     *out = c;

@@ -39,7 +39,7 @@ typedef struct shoal_cuda_llama_params {
     bool pdl;         /* launch the kernels with programmatic dependent launch (sm_90): each may start
                        * while its predecessor finishes and loads its first weights meanwhile. On by
                        * default */
-    int n_batch;      /* tokens per batched-prefill chunk (dequantise + SGEMM); 0: 256; 1: every token
+    int n_batch;      /* tokens per batched-prefill chunk (dequantise + SGEMM); 0: 1024 (at most n_ctx); 1: every token
                        * through the decode kernels (the reference path) */
     bool prefill_tf32; /* prefill's GEMMs on the tensor cores in TF32 (operands rounded to 10-bit
                         * mantissas, float32 sums): 1.7x the prefill rate of the 1B shape on an H100,
