@@ -280,7 +280,8 @@ int main(int argc, char **argv)
            depth, tg_fused_graph_pdl, bw > 0 ? tg_fused_graph_pdl * step_bytes / bw : 0);
     printf("shoal-cuda tg%d depth %d, separate kernels, KV in mapped host memory: %.1f tok/s (%.2fx device-KV)\n", gen, depth, tg_mapped,
            tg > 0 ? tg_mapped / tg : 0);
-    printf("shoal-cuda pp%d batched (SGEMM, chunks of 256): %.1f tok/s; token by token: %.1f tok/s\n", prompt, pp,
+    printf("shoal-cuda pp%d batched (SGEMM, chunks of %d): %.1f tok/s; token by token: %.1f tok/s\n", prompt,
+           batch ? batch : (prompt < 1024 ? prompt : 1024), pp,
            pp_tok);
     printf("shoal-cuda pp%d batched, GEMMs in TF32 on the tensor cores (prefill_tf32): %.1f tok/s\n", prompt, pp_tf32);
     printf("{\"device\":\"%s\",\"copy_gbps\":%.1f,\"weights_mb\":%.1f,\"tg\":%d,\"depth\":%d,\"tg_tps\":%.2f,"
