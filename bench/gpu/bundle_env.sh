@@ -19,6 +19,12 @@ fi
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/tmp/sr/usr/lib/x86_64-linux-gnu:$R/lib:$R/llama
 export SHOAL_BUILD_DIR=$R SHOAL_SOURCE_DIR=$PWD SHOAL_DEPS=$PWD/.deps SHOAL_BIN=$R/shoal SHOAL_GUESTS=$R/guests
 
+# The card, driver, CPUs and kernel, into $OUT/$1 and on the terminal.
+device_env() {
+    { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; nproc; uname -r; } > "$OUT/$1" 2>&1
+    cat "$OUT/$1"
+}
+
 # The throughput models of the GPU benchmarks, written to /tmp/m: the SmolLM2 shape (random Q4_1,
 # SmolLM2's bytes per token) and the Llama 3.2 1B shape in F16 and Q8_0 (zero weights, which cost
 # HBM as any others).

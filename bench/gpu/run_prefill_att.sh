@@ -14,8 +14,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . bench/gpu/bundle_env.sh
-{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; nproc; uname -r; } > "$OUT/env.txt" 2>&1
-cat "$OUT/env.txt"
+device_env env.txt
 G=$R/make_llama_gguf
 $G --layers 4 --dim 512 --ffn 1536 --heads 8 --kv-heads 2 --vocab 4096 --seed 5 --type q8_0 \
     --out /tmp/m/small_q8_0.gguf > /dev/null

@@ -7,7 +7,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . bench/gpu/bundle_env.sh
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/batch.log"
+device_env batch.log
 bench_models
 for m in smol_q4_1 l1b_f16 l1b_q8_0; do
     for n in 512 4096; do

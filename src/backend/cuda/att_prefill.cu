@@ -18,6 +18,21 @@ constexpr int QT = 64, KT = 64, PT = QT + 4, AT_THREADS = 256;
 
 template <int HD> constexpr size_t tiled_smem() { return (size_t)(HD * QT + HD * KT + KT * HD + KT * PT) * sizeof(float); }
 
+/* Rows [0, N) of src (row r at src + r * stride, HD floats; rows from n_valid on read as zeros) into
+ * dst dimension-major: dst[d * N + r]. Lanes take consecutive rows, so the stores do not conflict. */
+template <int HD, int N>
+__device__ __forceinline__ void load_dim_major(float *dst, const float *src, size_t stride, int n_valid)
+{
+    for (int i = threadIdx.x; i < N * (HD / 4); i += AT_THREADS) {
+        const int r = i % N, d4 = i / N;
+        float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (r < n_valid)
+            v = *(const float4 *)(src + (size_t)r * stride + 4 * d4);
+        dst[(4 * d4 + 0) * N + r] = v.x, dst[(4 * d4 + 1) * N + r] = v.y;
+        dst[(4 * d4 + 2) * N + r] = v.z, dst[(4 * d4 + 3) * N + r] = v.w;
+    }
+}
+
 template <int HD>
 __global__ void __launch_bounds__(AT_THREADS) attention_tiled_kernel(const float *__restrict__ q, const float *__restrict__ kc,
                                                                     const float *__restrict__ vc,
@@ -34,15 +49,7 @@ __global__ void __launch_bounds__(AT_THREADS) attention_tiled_kernel(const float
     const float scale = rsqrtf((float)HD);
     if (t < QT)
         qpos[t] = t0 + t < n_tok ? posp[t0 + t] : -1; // -1: past the batch, attends to nothing
-    // the tile's queries, dimension-major (lanes take consecutive queries: conflict-free stores)
-    for (int i = t; i < QT * (HD / 4); i += AT_THREADS) {
-        const int qi = i % QT, d4 = i / QT;
-        float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-        if (t0 + qi < n_tok)
-            v = *(const float4 *)(q + (size_t)(t0 + qi) * q_stride + (size_t)h * HD + 4 * d4);
-        qt[(4 * d4 + 0) * QT + qi] = v.x, qt[(4 * d4 + 1) * QT + qi] = v.y;
-        qt[(4 * d4 + 2) * QT + qi] = v.z, qt[(4 * d4 + 3) * QT + qi] = v.w;
-    }
+    load_dim_major<HD, QT>(qt, q + (size_t)t0 * q_stride + (size_t)h * HD, (size_t)q_stride, n_tok - t0);
     __syncthreads();
     if (t == 0) {
         int m = -1;
@@ -65,16 +72,9 @@ __global__ void __launch_bounds__(AT_THREADS) attention_tiled_kernel(const float
     __syncthreads();
     const int rows = maxpos + 1; // cache rows any query of the tile attends to
     for (int p0 = 0; p0 < rows; p0 += KT) {
-        // K transposed (lanes take consecutive positions) and V as stored; rows past the last
-        // one attended are zeros (masked below), never read
-        for (int i = t; i < KT * (HD / 4); i += AT_THREADS) {
-            const int pi = i % KT, d4 = i / KT;
-            float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-            if (p0 + pi < rows)
-                v = *(const float4 *)(kc + (size_t)(p0 + pi) * kv_dim + (size_t)kvh * HD + 4 * d4);
-            kt[(4 * d4 + 0) * KT + pi] = v.x, kt[(4 * d4 + 1) * KT + pi] = v.y;
-            kt[(4 * d4 + 2) * KT + pi] = v.z, kt[(4 * d4 + 3) * KT + pi] = v.w;
-        }
+        // K dimension-major and V as stored; rows past the last one attended are zeros (masked
+        // below), never read
+        load_dim_major<HD, KT>(kt, kc + (size_t)p0 * kv_dim + (size_t)kvh * HD, (size_t)kv_dim, rows - p0);
         for (int i = t; i < KT * (HD / 4); i += AT_THREADS) {
             const int pi = i / (HD / 4), d4 = i % (HD / 4);
             float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
