@@ -21,6 +21,12 @@ if [ -n "${OLD_SNAPSHOT:-}" ]; then
     strip -o "$S/old/bench_snapshot" "$OLD_SNAPSHOT"
 fi
 cp .deps/wasmtime/lib/libwasmtime.so "$S/lib/"
+# the kernel-timeline tracer (bench/gpu/ktrace.c) and the CUPTI it loads, when the toolkit has it
+CUPTI=$(ls /usr/local/cuda/lib64/libcupti.so.* /usr/local/cuda/lib/libcupti.so.* /usr/local/cuda/extras/CUPTI/lib64/libcupti.so.* 2> /dev/null | head -1 || true)
+if [ -n "$CUPTI" ]; then
+    gcc -O2 -shared -fPIC -I/usr/local/cuda/include bench/gpu/ktrace.c -L"$(dirname "$CUPTI")" -lcupti -o "$S/ktrace.so"
+    cp -L "$CUPTI" "$S/lib/"
+fi
 L=.deps/llama.cpp/build-cuda/bin
 if [ -x "$L/llama-bench" ] && [ -z "${NO_LLAMA:-}" ]; then
     mkdir -p "$S/llama"
