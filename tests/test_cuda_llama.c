@@ -760,6 +760,29 @@ static void test_errors_and_oom(void **state)
     assert_int_equal(shoal_cuda_llama_ctx_new(F.m, &p, &c), SHOAL_OK);
     assert_int_equal(shoal_cuda_llama_eval(c, ok, 1, 0, lg, SHOAL_LLAMA_LOGITS_LAST), SHOAL_OK);
     shoal_cuda_llama_ctx_delete(c);
+
+    /* The prefill scratch comes with the first prefill of several tokens: with the device full,
+     * that prefill is refused (device out of memory) and the context still decodes; once memory
+     * is back, the same prefill runs. */
+    assert_int_equal(shoal_cuda_llama_ctx_new(F.m, &p, &c), SHOAL_OK);
+    void *hogs[256];
+    int nh = 0;
+    assert_int_equal(cudaMemGetInfo(&free_b, &total_b), cudaSuccess);
+    for (size_t want = free_b; want >= (1u << 20) && nh < 256;) {
+        if (cudaMalloc(&hogs[nh], want) == cudaSuccess)
+            nh++;
+        else
+            cudaGetLastError(), want /= 2;
+    }
+    s = shoal_cuda_llama_eval(c, ok, 8, 0, lg, SHOAL_LLAMA_LOGITS_LAST);
+    print_message("prefill with the device full: %s\n", s ? shoal_last_error() : "ran");
+    assert_int_equal(s, SHOAL_E_NOMEM);
+    assert_non_null(strstr(shoal_last_error(), "device out of memory"));
+    assert_int_equal(shoal_cuda_llama_eval(c, ok, 1, 0, lg, SHOAL_LLAMA_LOGITS_LAST), SHOAL_OK);
+    for (int i = 0; i < nh; i++)
+        cudaFree(hogs[i]);
+    assert_int_equal(shoal_cuda_llama_eval(c, ok, 8, 0, lg, SHOAL_LLAMA_LOGITS_LAST), SHOAL_OK);
+    shoal_cuda_llama_ctx_delete(c);
     free(lg);
 }
 

@@ -31,8 +31,11 @@ struct shoal_cuda_llama_ctx {
     float *x, *xb, *q, *k, *v, *att, *hb, *hb2, *logits;
     int32_t *d_io;  /* device: tokens (n_ctx), positions (n_ctx), argmax out, argmax scratch */
     void *att_scratch; /* device: the decode attention's chunk partials and tickets (zeroed) */
-    /* batched prefill (n_batch > 1): activations of up to n_batch tokens and one dequantised matrix */
+    /* batched prefill (n_batch > 1): activations of up to n_batch tokens and one dequantised matrix,
+     * allocated by the first prefill of more than one token (a context restored or forked only to
+     * decode never holds them) */
     int n_batch;
+    bool prefill_tf32;
     cublasHandle_t blas;
     void *bscratch;
     float *bx, *bxb, *bq, *bk, *bv, *batt, *bhb, *bhb2, *wf32;
@@ -117,7 +120,8 @@ static shoal_status_t batch_setup(shoal_cuda_llama_ctx_t *c, bool tf32)
         total += align256(sizes[i] * sizeof(float));
     shoal_status_t s = dev_alloc(&c->bscratch, total, "batched prefill scratch");
     if (s)
-        return s;
+        return shoal_fail_append(s, "note: %zu MiB for prefill chunks of %d tokens (the context's n_batch)",
+                                 total >> 20, c->n_batch);
     float **ptrs[9] = {&c->bx, &c->bxb, &c->bq, &c->bk, &c->bv, &c->batt, &c->bhb, &c->bhb2, &c->wf32};
     uint8_t *at = c->bscratch;
     for (int i = 0; i < 9; i++) {
@@ -127,17 +131,24 @@ static shoal_status_t batch_setup(shoal_cuda_llama_ctx_t *c, bool tf32)
     cublasStatus_t b = cublasCreate(&c->blas);
     if (b != CUBLAS_STATUS_SUCCESS) {
         c->blas = NULL;
-        return b == CUBLAS_STATUS_ALLOC_FAILED
-                   ? shoal_fail(SHOAL_E_NOMEM, "cuda llm: device out of memory for cuBLAS's workspace (prefill)")
-                   : shoal_fail(SHOAL_E_DEVICE, "cuda llm: cuBLAS could not start (status %d)", (int)b);
+        s = b == CUBLAS_STATUS_ALLOC_FAILED
+                ? shoal_fail(SHOAL_E_NOMEM, "cuda llm: device out of memory for cuBLAS's workspace (prefill)")
+                : shoal_fail(SHOAL_E_DEVICE, "cuda llm: cuBLAS could not start (status %d)", (int)b);
+    } else if ((b = cublasSetStream(c->blas, c->stream)) != CUBLAS_STATUS_SUCCESS ||
+               (b = cublasSetMathMode(c->blas, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH)) !=
+                   CUBLAS_STATUS_SUCCESS) {
+        /* By default plain float32 (no TF32 tensor-core rounding): prefill then agrees with the
+         * decode kernels; prefill_tf32 trades that for the tensor cores. */
+        s = shoal_fail(SHOAL_E_DEVICE, "cuda llm: cuBLAS set-up failed (status %d)", (int)b);
     }
-    /* By default plain float32 (no TF32 tensor-core rounding): prefill then agrees with the decode
-     * kernels; prefill_tf32 trades that for the tensor cores. */
-    if ((b = cublasSetStream(c->blas, c->stream)) != CUBLAS_STATUS_SUCCESS ||
-        (b = cublasSetMathMode(c->blas, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH)) !=
-            CUBLAS_STATUS_SUCCESS)
-        return shoal_fail(SHOAL_E_DEVICE, "cuda llm: cuBLAS set-up failed (status %d)", (int)b);
-    return SHOAL_OK;
+    if (s) { /* nothing half-made stays: the next prefill tries again */
+        if (c->blas)
+            cublasDestroy(c->blas);
+        c->blas = NULL;
+        cudaFree(c->bscratch);
+        c->bscratch = NULL;
+    }
+    return s;
 }
 
 shoal_status_t shoal_cuda_llama_ctx_new(const shoal_llama_model_t *m, const shoal_cuda_llama_params_t *p,
@@ -240,8 +251,7 @@ shoal_status_t shoal_cuda_llama_ctx_new(const shoal_llama_model_t *m, const shoa
      * holds: the chunk's scratch is sized by it. */
     const int nb = p->n_batch == 0 ? 1024 : p->n_batch < 1 ? 1 : p->n_batch > 1024 ? 1024 : p->n_batch;
     c->n_batch = nb < n_ctx ? nb : n_ctx;
-    if (c->n_batch > 1 && (s = batch_setup(c, p->prefill_tf32)))
-        goto fail;
+    c->prefill_tf32 = p->prefill_tf32;
     *out = c;
     return SHOAL_OK;
 fail:
@@ -533,6 +543,12 @@ static shoal_status_t forward(shoal_cuda_llama_ctx_t *c, const int32_t *tokens, 
                 goto fail;
             goto wait;
         }
+    }
+    if (n > 1 && c->n_batch > 1 && !c->bscratch) {
+        /* out of memory here refuses this prefill only: the context stays usable */
+        shoal_status_t s = batch_setup(c, c->prefill_tf32);
+        if (s)
+            return shoal_fail_wrap(s, "prefill of %d tokens", n);
     }
     const bool in_place = logits_out && device_writable(logits_out);
     if ((e = enqueue(c, n, logits_out, in_place, mode, greedy_out != NULL, &step)))

@@ -13,8 +13,11 @@
  *
  * Prefill of more than one token runs batched (n_batch tokens a chunk): each weight matrix is
  * dequantised to float32 into a context scratch and multiplied by cuBLAS SGEMM (pedantic float32,
- * no TF32), attention runs for every query token of the chunk at once. It differs from the
- * token-by-token path only in summation order (see tests/test_cuda_llama.c).
+ * no TF32), attention runs for every query token of the chunk at once, in tiles. It differs from
+ * the token-by-token path only in summation order (see tests/test_cuda_llama.c). That scratch is
+ * allocated by the context's first such prefill, so a context restored or forked only to decode
+ * never holds it; when the device cannot give it, that prefill is refused (SHOAL_E_NOMEM) and the
+ * context goes on decoding.
  * One context must not be used by two threads at once; contexts of one model may run in parallel
  * threads (each has its own stream). Every CUDA error is reported as SHOAL_E_DEVICE with the
  * failing step named; running out of device memory is SHOAL_E_NOMEM with the sizes. */
