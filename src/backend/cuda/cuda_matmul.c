@@ -94,12 +94,20 @@ static shoal_status_t check_args(const shoal_matmul_args_t *args, mm_shape_t *sh
     return SHOAL_OK;
 }
 
+/* The placements that read A and B and write C in place need all three inside registered guest memory. */
+static shoal_status_t require_operands_mapped(cuda_backend_t *be, const shoal_matmul_args_t *x, const mm_shape_t *sh)
+{
+    shoal_status_t s;
+    if ((s = cbe_require_mapped(be, "A", x->a, sh->ba)) || (s = cbe_require_mapped(be, "B", x->b, sh->bb)))
+        return s;
+    return cbe_require_mapped(be, "C", x->c, sh->bc);
+}
+
 static shoal_status_t mm_zerocopy(cuda_backend_t *be, const shoal_matmul_args_t *x, const mm_shape_t *sh,
                                   shoal_op_stats_t *st)
 {
     shoal_status_t s;
-    if ((s = cbe_require_mapped(be, "A", x->a, sh->ba)) || (s = cbe_require_mapped(be, "B", x->b, sh->bb)) ||
-        (s = cbe_require_mapped(be, "C", x->c, sh->bc)))
+    if ((s = require_operands_mapped(be, x, sh)))
         return s;
     if ((s = ensure_scratch(be, SCRATCH_A, sh->ba)) || (s = ensure_scratch(be, SCRATCH_B, sh->bb)) ||
         (s = ensure_scratch(be, SCRATCH_C, sh->bc)))
@@ -209,8 +217,7 @@ static shoal_status_t mm_direct(cuda_backend_t *be, const shoal_matmul_args_t *x
                                 shoal_op_stats_t *st)
 {
     shoal_status_t s;
-    if ((s = cbe_require_mapped(be, "A", x->a, sh->ba)) || (s = cbe_require_mapped(be, "B", x->b, sh->bb)) ||
-        (s = cbe_require_mapped(be, "C", x->c, sh->bc)))
+    if ((s = require_operands_mapped(be, x, sh)))
         return s;
     cudaError_t e = shoal_cuda_sgemm_tiled(x->a, x->b, x->c, sh->m, sh->n, sh->k, be->stream);
     if (e == cudaSuccess)
