@@ -90,6 +90,15 @@ static double decode_tps(shoal_cuda_llama_ctx_t *c, int depth, int gen, int reps
 }
 
 /* Median prefill tokens/s of `prompt` tokens from an empty cache (at most 16 repetitions). */
+/* The prompt every prefill row evaluates (the caller frees it). */
+static int32_t *prefill_ids(int prompt)
+{
+    int32_t *pt = calloc((size_t)prompt, sizeof *pt);
+    for (int i = 0; pt && i < prompt; i++)
+        pt[i] = (i * 13 + 5) % 200;
+    return pt;
+}
+
 static double prefill_tps(shoal_cuda_llama_ctx_t *c, const int32_t *pt, int prompt, float *logits, int reps)
 {
     double t[16];
@@ -132,9 +141,10 @@ int main(int argc, char **argv)
     int gen = 64, prompt = 64, depth = 0, reps = 5, batch = 0;
     bool only_default = false, only_prefill = false;
     for (int i = 2; i < argc; i += 2) {
-        if (!strcmp(argv[i], "--default-only") || !strcmp(argv[i], "--prefill-only")) {
-            only_default |= argv[i][2] == 'd'; /* kernel tuning: the default decode path alone */
-            only_prefill |= argv[i][2] == 'p';
+        const bool d = !strcmp(argv[i], "--default-only"), pf = !strcmp(argv[i], "--prefill-only");
+        if (d || pf) { /* d: kernel tuning, the default decode path alone */
+            only_default |= d;
+            only_prefill |= pf;
             i--;
             continue;
         }
@@ -164,14 +174,12 @@ int main(int argc, char **argv)
     p.n_batch = batch;
     p.prefill_tf32 = false; /* the float32 path; TF32 is measured as a row of its own */
     if (only_prefill) {
-        int32_t *pt = calloc((size_t)prompt, sizeof *pt);
+        int32_t *pt = prefill_ids(prompt);
         float *logits = malloc(sizeof(float) * (size_t)m->hp.vocab);
         double pp[2] = {0, 0};
         for (int tf32 = 0; tf32 < 2; tf32++) {
             shoal_cuda_llama_ctx_t *c;
             p.prefill_tf32 = tf32;
-            for (int i = 0; i < prompt; i++)
-                pt[i] = (i * 13 + 5) % 200;
             if (shoal_cuda_llama_ctx_new(m, &p, &c)) {
                 fprintf(stderr, "%s\n", shoal_last_error());
                 return 1;
@@ -220,11 +228,10 @@ int main(int argc, char **argv)
 
     double tg = decode_tps(c, depth, gen, reps);
     /* prefill: one batch of `prompt` tokens from an empty cache */
-    int32_t *pt = calloc((size_t)prompt, sizeof *pt);
-    for (int i = 0; i < prompt; i++)
-        pt[i] = (i * 13 + 5) % 200;
+    int32_t *pt = prefill_ids(prompt);
     float *logits = malloc(sizeof(float) * (size_t)m->hp.vocab);
     double pp = prefill_tps(c, pt, prompt, logits, reps);
+    const int chunk = shoal_cuda_llama_n_batch(c) < prompt ? shoal_cuda_llama_n_batch(c) : prompt;
     shoal_cuda_llama_ctx_delete(c);
 
     /* the same prefill through the decode kernels, one token after another (n_batch 1) */
@@ -280,9 +287,8 @@ int main(int argc, char **argv)
            depth, tg_fused_graph_pdl, bw > 0 ? tg_fused_graph_pdl * step_bytes / bw : 0);
     printf("shoal-cuda tg%d depth %d, separate kernels, KV in mapped host memory: %.1f tok/s (%.2fx device-KV)\n", gen, depth, tg_mapped,
            tg > 0 ? tg_mapped / tg : 0);
-    printf("shoal-cuda pp%d batched (SGEMM, chunks of %d): %.1f tok/s; token by token: %.1f tok/s\n", prompt,
-           batch ? batch : (prompt < 1024 ? prompt : 1024), pp,
-           pp_tok);
+    printf("shoal-cuda pp%d batched (SGEMM, chunks of %d): %.1f tok/s; token by token: %.1f tok/s\n", prompt, chunk,
+           pp, pp_tok);
     printf("shoal-cuda pp%d batched, GEMMs in TF32 on the tensor cores (prefill_tf32): %.1f tok/s\n", prompt, pp_tf32);
     printf("{\"device\":\"%s\",\"copy_gbps\":%.1f,\"weights_mb\":%.1f,\"tg\":%d,\"depth\":%d,\"tg_tps\":%.2f,"
            "\"tg_weight_gbps\":%.1f,\"roofline_frac\":%.3f,\"tg_mapped_kv_tps\":%.2f,\"tg_graph_tps\":%.2f,\"pp\":%d,\"pp_tps\":%.2f,\"pp_tokenwise_tps\":%.2f,\"pp_tf32_tps\":%.2f,\"tg_fused_tps\":%.2f,\"tg_fused_graph_tps\":%.2f,\"tg_fused_graph_pdl_tps\":%.2f}\n",

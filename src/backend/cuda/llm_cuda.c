@@ -593,6 +593,7 @@ shoal_status_t shoal_cuda_llama_eval_greedy(shoal_cuda_llama_ctx_t *c, const int
 
 void shoal_cuda_llama_reset(shoal_cuda_llama_ctx_t *c) { c->n_past = 0; }
 int shoal_cuda_llama_n_past(const shoal_cuda_llama_ctx_t *c) { return c->n_past; }
+int shoal_cuda_llama_n_batch(const shoal_cuda_llama_ctx_t *c) { return c->n_batch; }
 int shoal_cuda_llama_n_ctx(const shoal_cuda_llama_ctx_t *c) { return c->n_ctx; }
 bool shoal_cuda_llama_uses_graph(const shoal_cuda_llama_ctx_t *c) { return c->graph_ready; }
 

@@ -42,10 +42,10 @@ typedef struct shoal_cuda_llama_params {
     bool pdl;         /* launch the kernels with programmatic dependent launch (sm_90): each may start
                        * while its predecessor finishes and loads its first weights meanwhile. On by
                        * default */
-    int n_batch;      /* tokens per batched-prefill chunk (dequantise + SGEMM); 0: 1024 (at most n_ctx); 1: every token
-                       * through the decode kernels (the reference path) */
+    int n_batch;      /* tokens per batched-prefill chunk (dequantise + SGEMM); 0: 1024; at most
+                       * n_ctx; 1: every token through the decode kernels (the reference path) */
     bool prefill_tf32; /* prefill's GEMMs on the tensor cores in TF32 (operands rounded to 10-bit
-                        * mantissas, float32 sums): 1.7x the prefill rate of the 1B shape on an H100,
+                        * mantissas, float32 sums): 2.6-2.9x the prefill rate of the 1B shape on an H100,
                         * logits within ~2e-3 of their range of the float32 path's (SmolLM2: 0.056 on
                         * +-34; test_cuda_llama states the bound).
                         * Off by default, so that prefill agrees with the decode kernels to float32
@@ -72,6 +72,8 @@ shoal_status_t shoal_cuda_llama_eval_greedy(shoal_cuda_llama_ctx_t *c, const int
                                             int32_t *token_out);
 void shoal_cuda_llama_reset(shoal_cuda_llama_ctx_t *c);
 int shoal_cuda_llama_n_past(const shoal_cuda_llama_ctx_t *c);
+/* Tokens per batched-prefill chunk this context uses (params.n_batch after its default and bounds). */
+int shoal_cuda_llama_n_batch(const shoal_cuda_llama_ctx_t *c);
 int shoal_cuda_llama_n_ctx(const shoal_cuda_llama_ctx_t *c);
 /* Whether greedy decode steps replay a captured CUDA graph (use_graph was set and capture worked). */
 bool shoal_cuda_llama_uses_graph(const shoal_cuda_llama_ctx_t *c);
