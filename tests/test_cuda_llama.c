@@ -137,6 +137,16 @@ static int argmax(const float *x, int n)
     return b;
 }
 
+/* How far the top logit r[top] stands above every other. */
+static float top_margin(const float *r, int n, int top)
+{
+    float second = -INFINITY;
+    for (int i = 0; i < n; i++)
+        if (i != top && r[i] > second)
+            second = r[i];
+    return r[top] - second;
+}
+
 /* ---- against the CPU: every position's logits, then 64 greedy steps */
 
 static void test_logits_and_greedy_vs_cpu(void **state)
@@ -298,12 +308,8 @@ static void test_long_batched_prefill(void **state)
     for (int p = 0; p < NP; p++) {
         const float *r = pp.b + (size_t)p * V;
         const int top = argmax(r, V), got = argmax(pp.a + (size_t)p * V, V);
-        float second = -INFINITY;
-        for (int i = 0; i < V; i++)
-            if (i != top && r[i] > second)
-                second = r[i];
         same += got == top;
-        if (r[top] - second > 4e-3f * scale) {
+        if (top_margin(r, V, top) > 4e-3f * scale) {
             clear++;
             assert_int_equal(got, top);
         }
@@ -333,11 +339,7 @@ static void test_tf32_prefill_bound(void **state)
     for (int p = 0; p < NP; p++) {
         const float *r = pp.b + (size_t)p * V;
         const int top = argmax(r, V);
-        float second = -INFINITY;
-        for (int i = 0; i < V; i++)
-            if (i != top && r[i] > second)
-                second = r[i];
-        if (r[top] - second > 2 * bound)
+        if (top_margin(r, V, top) > 2 * bound)
             assert_int_equal(argmax(pp.a + (size_t)p * V, V), top);
     }
     const float kbound = 8e-3f * fmaxf(1.0f, pp.kv_max);
