@@ -142,9 +142,29 @@ static shoal_status_t checksum_mismatch(const char *path)
     return shoal_fail(SHOAL_E_FORMAT, "snapshot %s: checksum mismatch: the file is corrupt", path);
 }
 
-static bool crc_matches(const snap_view_t *v)
+static int part_cmp(const void *a, const void *b)
 {
-    return shoal_crc32c_spans(0, &(shoal_span_t){v->data, v->size - 4}, 1) == rd32(v->data + v->size - 4);
+    const uint8_t *x = ((const shoal_crc_part_t *)a)->p, *y = ((const shoal_crc_part_t *)b)->p;
+    return x < y ? -1 : x > y;
+}
+
+/* The file's CRC (every byte before the trailer) from the parts src noted and the CRC of the
+ * bytes between them; parts outside the checked range or overlapping one another are ignored
+ * (their bytes are then read like the rest). */
+static bool crc_ok_with(const snap_view_t *v, shoal_restore_src_t *src)
+{
+    const uint8_t *at = v->data, *end = v->data + v->size - 4;
+    uint32_t crc = 0;
+    if (src && src->n_parts) qsort(src->parts, src->n_parts, sizeof *src->parts, part_cmp);
+    for (size_t i = 0; src && i < src->n_parts; i++) {
+        const shoal_crc_part_t *q = &src->parts[i];
+        if (q->p < at || q->p > end || q->len > (size_t)(end - q->p)) continue;
+        if (q->p > at) crc = shoal_crc32c_spans(crc, &(shoal_span_t){at, (size_t)(q->p - at)}, 1);
+        crc = shoal_crc32c_combine(crc, q->crc, q->len);
+        at = q->p + q->len;
+    }
+    if (at < end) crc = shoal_crc32c_spans(crc, &(shoal_span_t){at, (size_t)(end - at)}, 1);
+    return crc == rd32(end);
 }
 
 /* Maps the file and checks its header; then, when check_crc, the checksum; then every section. A
@@ -189,7 +209,7 @@ static shoal_status_t view_open(const char *path, snap_view_t *v, bool check_crc
     else if (declared != n)
         st = shoal_fail(SHOAL_E_FORMAT, "snapshot %s: %s: the header says %llu bytes, the file has %zu", path,
                         declared > n ? "truncated" : "wrong length", (unsigned long long)declared, n);
-    else if (check_crc && !crc_matches(v))
+    else if (check_crc && !crc_ok_with(v, NULL))
         st = checksum_mismatch(path);
     if (st != SHOAL_OK) {
         snap_view_close(v);
@@ -224,7 +244,7 @@ static shoal_status_t view_open(const char *path, snap_view_t *v, bool check_crc
         st = shoal_fail(SHOAL_E_FORMAT, "snapshot %s: %llu stray bytes after the last section", path,
                         (unsigned long long)(end - at));
     if (st == SHOAL_OK && !v->globals) st = shoal_fail(SHOAL_E_FORMAT, "snapshot %s: no globals section", path);
-    if (st != SHOAL_OK && !check_crc && !crc_matches(v)) st = checksum_mismatch(path);
+    if (st != SHOAL_OK && !check_crc && !crc_ok_with(v, NULL)) st = checksum_mismatch(path);
     if (st != SHOAL_OK) snap_view_close(v);
     return st;
 }
@@ -243,31 +263,6 @@ void shoal_restore_src_note(shoal_restore_src_t *src, const uint8_t *p, size_t l
         src->parts = np, src->cap = cap;
     }
     src->parts[src->n_parts++] = (shoal_crc_part_t){p, len, crc};
-}
-
-static int part_cmp(const void *a, const void *b)
-{
-    const uint8_t *x = ((const shoal_crc_part_t *)a)->p, *y = ((const shoal_crc_part_t *)b)->p;
-    return x < y ? -1 : x > y;
-}
-
-/* The file's CRC (every byte before the trailer) from the parts src noted and the CRC of the
- * bytes between them; parts outside the checked range or overlapping one another are ignored
- * (their bytes are then read like the rest). */
-static bool crc_ok_with(const snap_view_t *v, shoal_restore_src_t *src)
-{
-    const uint8_t *at = v->data, *end = v->data + v->size - 4;
-    uint32_t crc = 0;
-    if (src && src->n_parts) qsort(src->parts, src->n_parts, sizeof *src->parts, part_cmp);
-    for (size_t i = 0; src && i < src->n_parts; i++) {
-        const shoal_crc_part_t *q = &src->parts[i];
-        if (q->p < at || q->p > end || q->len > (size_t)(end - q->p)) continue;
-        if (q->p > at) crc = shoal_crc32c_spans(crc, &(shoal_span_t){at, (size_t)(q->p - at)}, 1);
-        crc = shoal_crc32c_combine(crc, q->crc, q->len);
-        at = q->p + q->len;
-    }
-    if (at < end) crc = shoal_crc32c_spans(crc, &(shoal_span_t){at, (size_t)(end - at)}, 1);
-    return crc == rd32(end);
 }
 
 shoal_status_t snap_view_verify(const snap_view_t *v, shoal_restore_src_t *src, const char *path)
