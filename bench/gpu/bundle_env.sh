@@ -19,6 +19,9 @@ fi
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/tmp/sr/usr/lib/x86_64-linux-gnu:$R/lib:$R/llama
 export SHOAL_BUILD_DIR=$R SHOAL_SOURCE_DIR=$PWD SHOAL_DEPS=$PWD/.deps SHOAL_BIN=$R/shoal SHOAL_GUESTS=$R/guests
 
+# The small random model of the GPU tests (4 layers, head dimension 64): make_llama_gguf $SMALL.
+SMALL="--layers 4 --dim 512 --ffn 1536 --heads 8 --kv-heads 2 --vocab 4096 --seed 5"
+
 # The card, driver, CPUs and kernel, into $OUT/$1 and on the terminal.
 device_env() {
     { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; nproc; uname -r; } > "$OUT/$1" 2>&1

@@ -7,7 +7,6 @@ cd "$(dirname "$0")/../.."
 . bench/gpu/bundle_env.sh
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/env.txt"
 G=$R/make_llama_gguf
-SMALL="--layers 4 --dim 512 --ffn 1536 --heads 8 --kv-heads 2 --vocab 4096 --seed 5"
 for t in ${TYPES:-q4_1 f16}; do
     $G $SMALL --type $t --out /tmp/m/small_$t.gguf > /dev/null
     SHOAL_CUDA_LLAMA_MODEL=/tmp/m/small_$t.gguf timeout 60 $R/test_cuda_llama >> "$OUT/tests.log" 2>&1

@@ -15,7 +15,6 @@ cd "$(dirname "$0")/../.."
 . bench/gpu/bundle_env.sh
 device_env env.txt
 G=$R/make_llama_gguf
-SMALL="--layers 4 --dim 512 --ffn 1536 --heads 8 --kv-heads 2 --vocab 4096 --seed 5"
 $G $SMALL --type q8_0 --out /tmp/m/small_q8_0.gguf > /dev/null
 $G --type q4_0 --sparse --layers 32 --dim 4096 --heads 16 --kv-heads 16 --ffn 256 --vocab 4096 --ctx 32768 \
     --out /tmp/m/oom_q4_0.gguf > /dev/null

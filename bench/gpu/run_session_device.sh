@@ -38,7 +38,6 @@ step "bench_readbw" env.txt 30 $R/bench_readbw
 grep -E "read|copy" "$OUT/env.txt"
 
 G=$R/make_llama_gguf
-SMALL="--layers 4 --dim 512 --ffn 1536 --heads 8 --kv-heads 2 --vocab 4096 --seed 5"
 $G $SMALL --type q8_0 --out /tmp/m/small_q8_0.gguf > /dev/null
 $G $SMALL --type q4_1 --out /tmp/m/small_q4_1.gguf > /dev/null
 bench_models
