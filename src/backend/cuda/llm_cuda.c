@@ -41,6 +41,8 @@ struct shoal_cuda_llama_ctx {
     void *bscratch;
     float *bx, *bxb, *bq, *bk, *bv, *batt, *bhb, *bhb2, *wf32;
     int32_t *h_io;  /* pinned host mirror of d_io */
+    bool host_io;   /* h_io is device-addressable: a one-token step reads its token and position
+                     * from it and the argmax writes the greedy token to it (no copy nodes) */
     bool use_graph, graph_tried, graph_ready;
     bool fused; /* decode through the fused kernels (norm + QKV, norm + gate/up + SwiGLU) */
     bool pdl;   /* programmatic dependent launch for this context's kernels */
@@ -236,6 +238,15 @@ shoal_status_t shoal_cuda_llama_ctx_new(const shoal_llama_model_t *m, const shoa
     if ((e = cudaMallocHost((void **)&c->h_io, ((size_t)2 * n_ctx + 1) * sizeof(int32_t))) != cudaSuccess) {
         s = cuda_fail(e, "cudaMallocHost");
         goto fail;
+    }
+    {
+        /* pinned memory is device-addressable at the same address under unified addressing;
+         * SHOAL_CUDA_HOST_IO=0 keeps the copy nodes (an experiment switch) */
+        struct cudaPointerAttributes a;
+        const char *env = getenv("SHOAL_CUDA_HOST_IO");
+        c->host_io = !(env && !strcmp(env, "0")) && cudaPointerGetAttributes(&a, c->h_io) == cudaSuccess &&
+                     a.type == cudaMemoryTypeHost && a.devicePointer == (void *)c->h_io;
+        cudaGetLastError();
     }
     float **ptrs[9] = {&c->x, &c->xb, &c->q, &c->k, &c->v, &c->att, &c->hb, &c->hb2, &c->logits};
     uint8_t *at = c->scratch;
@@ -473,6 +484,8 @@ static cudaError_t emit_logits(shoal_cuda_llama_ctx_t *c, const float *x, int t,
     }
     if (e)
         return e;
+    if (greedy && c->host_io)
+        return shoal_cu_argmax(c->logits, hp->vocab, c->h_io + 2 * c->n_ctx, c->d_io + 2 * c->n_ctx + 1, s);
     if (greedy)
         return (e = shoal_cu_argmax(c->logits, hp->vocab, c->d_io + 2 * c->n_ctx, c->d_io + 2 * c->n_ctx + 1, s))
                    ? e
@@ -515,17 +528,21 @@ static cudaError_t enqueue(shoal_cuda_llama_ctx_t *c, int n, float *logits_out, 
     const shoal_llama_hparams_t *hp = &c->m->hp;
     cudaStream_t s = c->stream;
     cudaError_t e;
+    /* one token with host_io: the embedding reads the token from h_io and copies the position to
+     * d_io for the kernels after it, instead of two copy nodes before it */
+    const bool direct = n == 1 && c->host_io;
     *step = "copying tokens";
-    if ((e = cudaMemcpyAsync(c->d_io, c->h_io, (size_t)n * sizeof(int32_t), cudaMemcpyHostToDevice, s)) ||
-        (e = cudaMemcpyAsync(c->d_io + c->n_ctx, c->h_io + c->n_ctx, (size_t)n * sizeof(int32_t),
-                             cudaMemcpyHostToDevice, s)))
+    if (!direct && ((e = cudaMemcpyAsync(c->d_io, c->h_io, (size_t)n * sizeof(int32_t), cudaMemcpyHostToDevice, s)) ||
+                    (e = cudaMemcpyAsync(c->d_io + c->n_ctx, c->h_io + c->n_ctx, (size_t)n * sizeof(int32_t),
+                                         cudaMemcpyHostToDevice, s))))
         return e;
     *step = "launching the forward pass";
     if (n > 1 && c->n_batch > 1)
         return enqueue_batched(c, n, logits_out, in_place, mode, greedy);
     for (int t = 0; t < n; t++) {
         const int32_t *d_pos = c->d_io + c->n_ctx + t;
-        if ((e = shoal_cu_embed(&c->w->tok_embd, c->d_io + t, c->x, s)))
+        if ((e = direct ? shoal_cu_embed(&c->w->tok_embd, c->h_io, c->x, c->h_io + c->n_ctx, c->d_io + c->n_ctx, s)
+                        : shoal_cu_embed(&c->w->tok_embd, c->d_io + t, c->x, NULL, NULL, s)))
             return e;
         for (int l = 0; l < hp->n_layer; l++)
             if ((e = layer_step(c, l, d_pos)))
@@ -538,8 +555,8 @@ static cudaError_t enqueue(shoal_cuda_llama_ctx_t *c, int n, float *logits_out, 
 }
 
 /* The greedy single-token step as a CUDA graph: its launch sequence never changes (token and
- * position are read on the device from d_io, which the graph's first nodes fill from h_io), so it
- * is captured once per context and replayed. A capture that fails leaves the context on plain
+ * position are read on the device: from h_io itself with host_io, else from d_io, which the
+ * graph's first nodes fill from h_io), so it is captured once per context and replayed. A capture that fails leaves the context on plain
  * launches. */
 static void capture_decode_graph(shoal_cuda_llama_ctx_t *c)
 {

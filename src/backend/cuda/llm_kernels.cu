@@ -115,9 +115,12 @@ __device__ float dequant(const shoal_cu_mat_t &e, size_t row, int j)
 }
 
 /* blockIdx.y selects the token of a batch (0 for one token). */
-__global__ void embed_kernel(shoal_cu_mat_t e, const int32_t *__restrict__ token, float *__restrict__ x)
+__global__ void embed_kernel(shoal_cu_mat_t e, const int32_t *__restrict__ token, float *__restrict__ x,
+                             const int32_t *__restrict__ pos_src, int32_t *__restrict__ pos_dst)
 {
     pdl_wait_then_release();
+    if (pos_dst && blockIdx.x == 0 && blockIdx.y == 0 && threadIdx.x == 0)
+        *pos_dst = *pos_src;
     token += blockIdx.y;
     x += (size_t)blockIdx.y * e.n_in;
     int j = blockIdx.x * blockDim.x + threadIdx.x;
@@ -597,14 +600,16 @@ cudaError_t shoal_cu_matvec(const shoal_cu_mat_t *w, const float *x, float *y, i
     return cudaGetLastError();
 }
 
-cudaError_t shoal_cu_embed(const shoal_cu_mat_t *e, const int32_t *token, float *x, cudaStream_t s)
+cudaError_t shoal_cu_embed(const shoal_cu_mat_t *e, const int32_t *token, float *x, const int32_t *pos_src,
+                           int32_t *pos_dst, cudaStream_t s)
 {
-    return shoal_cu_embed_batch(e, token, 1, x, s);
+    return launch(embed_kernel, dim3((unsigned)(e->n_in + 255) / 256), dim3(256), 0, s, *e, token, x, pos_src, pos_dst);
 }
 
 cudaError_t shoal_cu_embed_batch(const shoal_cu_mat_t *e, const int32_t *tokens, int n_tok, float *x, cudaStream_t s)
 {
-    return launch(embed_kernel, dim3((unsigned)(e->n_in + 255) / 256, (unsigned)n_tok), dim3(256), 0, s, *e, tokens, x);
+    return launch(embed_kernel, dim3((unsigned)(e->n_in + 255) / 256, (unsigned)n_tok), dim3(256), 0, s, *e, tokens, x,
+                  (const int32_t *)NULL, (int32_t *)NULL);
 }
 
 cudaError_t shoal_cu_dequant(const shoal_cu_mat_t *e, float *out, cudaStream_t s)

@@ -28,8 +28,11 @@ typedef struct shoal_cu_mat {
 
 /* y[r] (+)= W[r,:] . x for r < W.n_out; accumulate adds into y (the residual). */
 cudaError_t shoal_cu_matvec(const shoal_cu_mat_t *w, const float *x, float *y, int accumulate, cudaStream_t s);
-/* x = row `*token` of the embedding matrix, dequantised (token read on the device). */
-cudaError_t shoal_cu_embed(const shoal_cu_mat_t *e, const int32_t *token, float *x, cudaStream_t s);
+/* x = row `*token` of the embedding matrix, dequantised (token read on the device, which may be
+ * mapped host memory); with pos_dst, also *pos_dst = *pos_src (the step's position, for the
+ * kernels after it). */
+cudaError_t shoal_cu_embed(const shoal_cu_mat_t *e, const int32_t *token, float *x, const int32_t *pos_src,
+                           int32_t *pos_dst, cudaStream_t s);
 /* out = x / sqrt(mean(x^2) + eps) * w, n <= 65536. */
 cudaError_t shoal_cu_rmsnorm(const float *x, const float *w, float *out, int n, float eps, cudaStream_t s);
 /* Rotates q (n_head heads) and k (n_kv heads) at position *pos, then stores k and v into row *pos
