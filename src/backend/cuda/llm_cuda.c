@@ -304,8 +304,8 @@ static size_t row_payload(const shoal_cu_mat_t *m)
 /* What the output projection asks L2 to fetch for gate/up, as offsets into each (the same for every
  * layer): the 4 MB of each after the rows gate/up's blocks load themselves before their wait. The
  * attention before it leaves HBM mostly idle; fetched there, these rows cost gate/up an L2 read
- * instead of an HBM one. Measured on an H100 (bench/RESULTS-cuda-llm.md, run 23): 1B F16 +1.6%,
- * Q8_0 +1.1%; 8 MB each or from the first row gained less or lost. SHOAL_CUDA_L2_AHEAD_KB
+ * instead of an HBM one. Measured on an H100 (bench/RESULTS-cuda-llm.md, run 23): 1B F16 +1.4-1.6%,
+ * Q8_0 +1.0-1.1%; 8 MB each or from the first row gained less or lost. SHOAL_CUDA_L2_AHEAD_KB
  * overrides the size (0: none), for experiments. */
 static void ahead_setup(shoal_cuda_llama_ctx_t *c)
 {
@@ -556,8 +556,8 @@ static cudaError_t enqueue(shoal_cuda_llama_ctx_t *c, int n, float *logits_out, 
 
 /* The greedy single-token step as a CUDA graph: its launch sequence never changes (token and
  * position are read on the device: from h_io itself with host_io, else from d_io, which the
- * graph's first nodes fill from h_io), so it is captured once per context and replayed. A capture that fails leaves the context on plain
- * launches. */
+ * graph's first nodes fill from h_io), so it is captured once per context and replayed. A capture
+ * that fails leaves the context on plain launches. */
 static void capture_decode_graph(shoal_cuda_llama_ctx_t *c)
 {
     const char *step;

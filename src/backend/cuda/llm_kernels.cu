@@ -114,7 +114,8 @@ __device__ float dequant(const shoal_cu_mat_t &e, size_t row, int j)
     }
 }
 
-/* blockIdx.y selects the token of a batch (0 for one token). */
+/* blockIdx.y selects the token of a batch (0 for one token). With pos_dst, the step's position is
+ * copied there too (the one-token step reads token and position from mapped host memory). */
 __global__ void embed_kernel(shoal_cu_mat_t e, const int32_t *__restrict__ token, float *__restrict__ x,
                              const int32_t *__restrict__ pos_src, int32_t *__restrict__ pos_dst)
 {
