@@ -187,7 +187,7 @@ __device__ __forceinline__ void chunk_load(chunk<NR, UN> &c, const rgroup &g, in
 }
 
 /* The grid's threads split two spans of `bytes` each (16-byte multiples, 16-byte aligned) into
- * 4 KB pieces and ask the copy engine of their SM to pull them into L2, without waiting for them:
+ * 4 KB pieces and ask their SM's bulk-copy unit to pull them into L2, without waiting for them:
  * a launch whose predecessor leaves HBM idle (the attention, before the output projection) thus
  * fetches a later launch's weights, which that launch then reads from L2. A hint: nothing depends
  * on it but speed. */
@@ -207,7 +207,8 @@ __device__ __forceinline__ void l2_ahead(const char *span0, const char *span1, u
  * Blocks stay resident and take row groups blockIdx.x, + gridDim.x, ... (the launch sizes the grid
  * to what the GPU holds at once), so the RMS scale is computed once per block and no group waits
  * for a new block to start. The first weights are loaded before waiting for the predecessor
- * kernel (PDL: weights never depend on it, so their latency overlaps its tail), and each next
+ * kernel (PDL: weights never depend on it, so their latency overlaps its tail), together with any
+ * later launch's weights the caller asked L2 to fetch (mv3.ahead), and each next
  * group's first weights are in flight while the current group's sums are reduced and stored. */
 template <int TYPE, bool NORM, int MODE, int R, int UN>
 __global__ void __launch_bounds__(MV_MAXW * 32) mv_rows_kernel(mv3 p, const float *__restrict__ x,
