@@ -16,7 +16,6 @@
 #include "backend/cuda/llm_weights.h"
 #include "core/error.h"
 #include "core/sha256.h"
-#include "model/quant.h"
 
 /* ---------------------------------------------------------------- contexts */
 
@@ -290,17 +289,6 @@ static bool same_shape(const shoal_cu_mat_t *a, const shoal_cu_mat_t *b)
     return a->type == b->type && a->n_in == b->n_in;
 }
 
-/* Payload bytes of one row (the repacked layout of llm_kernels.h; scales are not counted). */
-static size_t row_payload(const shoal_cu_mat_t *m)
-{
-    switch (m->type) {
-    case SHOAL_GGML_F16:
-    case SHOAL_GGML_BF16: return (size_t)m->n_in * 2;
-    case SHOAL_GGML_Q8_0: return (size_t)m->n_in;
-    default: return (size_t)m->n_in / 2;
-    }
-}
-
 /* What the output projection asks L2 to fetch for gate/up, as offsets into each (the same for every
  * layer): the 4 MB of each after the rows gate/up's blocks load themselves before their wait. The
  * attention before it leaves HBM mostly idle; fetched there, these rows cost gate/up an L2 read
@@ -314,7 +302,7 @@ static void ahead_setup(shoal_cuda_llama_ctx_t *c)
     const size_t want = env ? (size_t)strtoull(env, NULL, 10) * 1024 : (size_t)4 << 20;
     if (!c->fused || !same_shape(&L->gate, &L->up) || L->gate.n_out != L->up.n_out)
         return;
-    const size_t row = row_payload(&L->gate), total = row * (size_t)L->gate.n_out;
+    const size_t row = cu_row_payload(L->gate.type, L->gate.n_in), total = row * (size_t)L->gate.n_out;
     const size_t from = (row * (size_t)shoal_cu_gateup_first_rows(&L->gate) + 15) & ~(size_t)15; // 16-byte spans
     cudaGetLastError();
     c->ahead_from = from < total ? from : total;
@@ -484,13 +472,12 @@ static cudaError_t emit_logits(shoal_cuda_llama_ctx_t *c, const float *x, int t,
     }
     if (e)
         return e;
-    if (greedy && c->host_io)
-        return shoal_cu_argmax(c->logits, hp->vocab, c->h_io + 2 * c->n_ctx, c->d_io + 2 * c->n_ctx + 1, s);
-    if (greedy)
-        return (e = shoal_cu_argmax(c->logits, hp->vocab, c->d_io + 2 * c->n_ctx, c->d_io + 2 * c->n_ctx + 1, s))
-                   ? e
-                   : cudaMemcpyAsync(c->h_io + 2 * c->n_ctx, c->d_io + 2 * c->n_ctx, sizeof(int32_t),
-                                     cudaMemcpyDeviceToHost, s);
+    if (greedy) { // the token goes straight to h_io with host_io, else through d_io and a copy
+        int32_t *tok = (c->host_io ? c->h_io : c->d_io) + 2 * c->n_ctx;
+        if ((e = shoal_cu_argmax(c->logits, hp->vocab, tok, c->d_io + 2 * c->n_ctx + 1, s)) || c->host_io)
+            return e;
+        return cudaMemcpyAsync(c->h_io + 2 * c->n_ctx, tok, sizeof(int32_t), cudaMemcpyDeviceToHost, s);
+    }
     if (!in_place)
         return cudaMemcpyAsync(logits_out + (mode == SHOAL_LLAMA_LOGITS_ALL ? (size_t)t * hp->vocab : 0), c->logits,
                                (size_t)hp->vocab * sizeof(float), cudaMemcpyDeviceToHost, s);

@@ -8,23 +8,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/quant.h"
-
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static cu_weights_t *g_weights;
 
 /* Device bytes of one repacked matrix (payload, scales, minimums, each 256-byte aligned). */
 static size_t mat_bytes(const shoal_llama_mat_t *w)
 {
-    size_t rows = (size_t)w->n_out, nb = (size_t)w->n_in / 32;
-    switch (w->type) {
-    case SHOAL_GGML_F16:
-    case SHOAL_GGML_BF16: return align256(rows * (size_t)w->n_in * 2);
-    case SHOAL_GGML_Q8_0: return align256(rows * (size_t)w->n_in) + align256(rows * nb * 2);
-    case SHOAL_GGML_Q4_0: return align256(rows * (size_t)w->n_in / 2) + align256(rows * nb * 2);
-    case SHOAL_GGML_Q4_1: return align256(rows * (size_t)w->n_in / 2) + 2 * align256(rows * nb * 2);
-    default: return 0;
-    }
+    const size_t rows = (size_t)w->n_out, nb = (size_t)w->n_in / 32, payload = cu_row_payload(w->type, w->n_in);
+    // f16 planes after the payload: scales (quantised types), and minimums (Q4_1)
+    const size_t planes = w->type == SHOAL_GGML_Q4_1 ? 2 : w->type == SHOAL_GGML_F16 || w->type == SHOAL_GGML_BF16 ? 0 : 1;
+    return payload ? align256(rows * payload) + planes * align256(rows * nb * 2) : 0;
 }
 
 static shoal_status_t check_mat(const shoal_llama_mat_t *w, const char *name, int layer)
@@ -52,7 +45,7 @@ static void repack(const shoal_llama_mat_t *w, uint8_t *h, uint8_t *d, shoal_cu_
             memcpy(h + r * n * 2, (const uint8_t *)w->data + r * w->row_bytes, n * 2);
         return;
     }
-    const size_t qs_row = w->type == SHOAL_GGML_Q8_0 ? n : n / 2, qs_blk = qs_row / nb;
+    const size_t qs_row = cu_row_payload(w->type, w->n_in), qs_blk = qs_row / nb;
     const size_t d_off = align256(rows * qs_row), m_off = d_off + align256(rows * nb * 2);
     out->d = d + d_off;
     if (w->type == SHOAL_GGML_Q4_1)

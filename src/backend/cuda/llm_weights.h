@@ -11,6 +11,7 @@
 #include "backend/cuda/llm_kernels.h"
 #include "core/error.h"
 #include "model/llama.h"
+#include "model/quant.h"
 
 typedef struct cu_layer {
     shoal_cu_mat_t wq, wk, wv, wo, gate, up, down;
@@ -40,5 +41,19 @@ static inline shoal_status_t cuda_fail(cudaError_t e, const char *what)
 }
 
 static inline size_t align256(size_t n) { return (n + 255) & ~(size_t)255; }
+
+/* Payload bytes of one repacked row of n_in elements (llm_kernels.h's layout; scales and minimums
+ * are stored apart), or 0 for a type the kernels do not take. */
+static inline size_t cu_row_payload(uint32_t type, int n_in)
+{
+    switch (type) {
+    case SHOAL_GGML_F16:
+    case SHOAL_GGML_BF16: return (size_t)n_in * 2;
+    case SHOAL_GGML_Q8_0: return (size_t)n_in;
+    case SHOAL_GGML_Q4_0:
+    case SHOAL_GGML_Q4_1: return (size_t)n_in / 2;
+    default: return 0;
+    }
+}
 
 #endif
