@@ -22,6 +22,18 @@ export SHOAL_BUILD_DIR=$R SHOAL_SOURCE_DIR=$PWD SHOAL_DEPS=$PWD/.deps SHOAL_BIN=
 # The small random model of the GPU tests (4 layers, head dimension 64): make_llama_gguf $SMALL.
 SMALL="--layers 4 --dim 512 --ffn 1536 --heads 8 --kv-heads 2 --vocab 4096 --seed 5"
 
+# That model in weight type $1, written to /tmp/m/small_$1.gguf.
+small_model() {
+    "$R/make_llama_gguf" $SMALL --type "$1" --out "/tmp/m/small_$1.gguf" > /dev/null
+}
+
+# The out-of-memory model of tests/test_nn_device.sh (SHOAL_TEST_OOM_MODEL): zero Q4_0 weights and a
+# 1 MiB KV row, so a few sessions of 32768 positions fill the device. /tmp/m/oom_q4_0.gguf.
+oom_model() {
+    "$R/make_llama_gguf" --type q4_0 --sparse --layers 32 --dim 4096 --heads 16 --kv-heads 16 --ffn 256 \
+        --vocab 4096 --ctx 32768 --out /tmp/m/oom_q4_0.gguf > /dev/null
+}
+
 # The card, driver, CPUs and kernel, into $OUT/$1 and on the terminal.
 device_env() {
     { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; nproc; uname -r; } > "$OUT/$1" 2>&1

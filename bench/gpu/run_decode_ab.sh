@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../.."
 . bench/gpu/bundle_env.sh
 device_env ab_env.txt
 for t in ${TYPES:-f16 q8_0 q4_1}; do
-    $R/make_llama_gguf $SMALL --type $t --out /tmp/m/small_$t.gguf > /dev/null
+    small_model $t
     SHOAL_CUDA_LLAMA_MODEL=/tmp/m/small_$t.gguf timeout 120 $R/test_cuda_llama > "$OUT/test_$t.log" 2>&1
     echo "test_cuda_llama $t: rc=$? $(grep -E 'PASSED|FAILED' "$OUT/test_$t.log" | tr '\n' ' ')"
 done

@@ -16,7 +16,7 @@ cd "$(dirname "$0")/../.."
 . bench/gpu/bundle_env.sh
 device_env env.txt
 G=$R/make_llama_gguf
-$G $SMALL --type q8_0 --out /tmp/m/small_q8_0.gguf > /dev/null
+small_model q8_0
 $G --layers 4 --dim 512 --ffn 1536 --heads 4 --kv-heads 2 --vocab 4096 --seed 6 --type q8_0 \
     --out /tmp/m/small_hd128.gguf > /dev/null
 bench_models

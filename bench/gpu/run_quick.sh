@@ -6,9 +6,8 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 . bench/gpu/bundle_env.sh
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/env.txt"
-G=$R/make_llama_gguf
 for t in ${TYPES:-q4_1 f16}; do
-    $G $SMALL --type $t --out /tmp/m/small_$t.gguf > /dev/null
+    small_model $t
     SHOAL_CUDA_LLAMA_MODEL=/tmp/m/small_$t.gguf timeout 60 $R/test_cuda_llama >> "$OUT/tests.log" 2>&1
     echo "test_cuda_llama $t rc=$?" | tee -a "$OUT/tests.log"
 done

@@ -14,10 +14,8 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 . bench/gpu/bundle_env.sh
 device_env env.txt
-G=$R/make_llama_gguf
-$G $SMALL --type q8_0 --out /tmp/m/small_q8_0.gguf > /dev/null
-$G --type q4_0 --sparse --layers 32 --dim 4096 --heads 16 --kv-heads 16 --ffn 256 --vocab 4096 --ctx 32768 \
-    --out /tmp/m/oom_q4_0.gguf > /dev/null
+small_model q8_0
+oom_model
 bench_models
 
 SHOAL_CUDA_LLAMA_MODEL=/tmp/m/small_q8_0.gguf timeout 90 $R/test_cuda_llama > "$OUT/tests.log" 2>&1

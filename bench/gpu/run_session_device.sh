@@ -37,12 +37,10 @@ cat "$OUT/env.txt"
 step "bench_readbw" env.txt 30 $R/bench_readbw
 grep -E "read|copy" "$OUT/env.txt"
 
-G=$R/make_llama_gguf
-$G $SMALL --type q8_0 --out /tmp/m/small_q8_0.gguf > /dev/null
-$G $SMALL --type q4_1 --out /tmp/m/small_q4_1.gguf > /dev/null
+small_model q8_0
+small_model q4_1
 bench_models
-$G --type q4_0 --sparse --layers 32 --dim 4096 --heads 16 --kv-heads 16 --ffn 256 --vocab 4096 --ctx 32768 \
-    --out /tmp/m/oom_q4_0.gguf > /dev/null
+oom_model
 ls -la /tmp/m | tee -a "$OUT/env.txt"
 echo "models ready at t=$(( $(date +%s) - T0 ))s"
 
