@@ -27,6 +27,13 @@ small_model() {
     "$R/make_llama_gguf" $SMALL --type "$1" --out "/tmp/m/small_$1.gguf" > /dev/null
 }
 
+# A small model with head dimension 128 (4 heads of 512), /tmp/m/small_hd128.gguf: the decode
+# attention's general kernel (head dimension 64 takes the tiled one) and the prefill's 128 tiles.
+small_hd128_model() {
+    "$R/make_llama_gguf" --layers 4 --dim 512 --ffn 1536 --heads 4 --kv-heads 2 --vocab 4096 --seed 6 --type q8_0 \
+        --out /tmp/m/small_hd128.gguf > /dev/null
+}
+
 # The out-of-memory model of tests/test_nn_device.sh (SHOAL_TEST_OOM_MODEL): zero Q4_0 weights and a
 # 1 MiB KV row, so a few sessions of 32768 positions fill the device. /tmp/m/oom_q4_0.gguf.
 oom_model() {

@@ -15,10 +15,8 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 . bench/gpu/bundle_env.sh
 device_env env.txt
-G=$R/make_llama_gguf
 small_model q8_0
-$G --layers 4 --dim 512 --ffn 1536 --heads 4 --kv-heads 2 --vocab 4096 --seed 6 --type q8_0 \
-    --out /tmp/m/small_hd128.gguf > /dev/null
+small_hd128_model
 bench_models
 
 for m in small_q8_0 small_hd128; do

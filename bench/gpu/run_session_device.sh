@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # run_session_device.sh — one call on the GPU machine that checks and measures the GPU LLM path
 # end to end, under a time budget (steps past it are skipped and say so):
-#   1. test_cuda_llama on small random models (q8_0, q4_1): GPU vs CPU, batched prefill vs token by
-#      token, fused decode kernels vs separate (plain and CUDA graph), graph, mapped KV, OOM;
+#   1. test_cuda_llama on small random models (q8_0, q4_1, and q8_0 with head dimension 128 for the
+#      general decode attention): GPU vs CPU, batched prefill vs token by token, fused decode kernels
+#      vs separate (plain and CUDA graph), graph, mapped KV, OOM;
 #   2. bench_cuda_llama on a SmolLM2-shaped random Q4_1 model and the Llama 3.2 1B shape (F16, Q8_0),
 #      and their batched prefill of 4096 tokens;
 #   3. llama.cpp's llama-bench (built for sm_90 on the CPU machine, carried) on the same files;
 #   4. tests/test_nn_device.sh with --device cuda (wasi-nn / token API / snapshots / device OOM);
 #   5. bench_snapshot --device cuda --cross --actor (restore vs re-prefill at 24/512/4096, GPU<->CPU);
 #   6. bench_boundary --device cuda --graph (Wasm guest vs native decode loop);
-#   7. compute-sanitizer memcheck over a short run of every path.
+#   7. compute-sanitizer memcheck over a short run of every path, and racecheck over the decode.
 # Binaries built here travel as R/bundle.tar.xz (bench/gpu/pack_gpurun.sh; R defaults to .gpurun);
 # cmocka and jansson come from .devdeps. Logs go to $OUT. Call:
 #   bench/gpu/pack_gpurun.sh   (here), then on the GPU machine, carrying .gpurun and .devdeps:
@@ -39,12 +40,13 @@ grep -E "read|copy" "$OUT/env.txt"
 
 small_model q8_0
 small_model q4_1
+small_hd128_model
 bench_models
 oom_model
 ls -la /tmp/m | tee -a "$OUT/env.txt"
 echo "models ready at t=$(( $(date +%s) - T0 ))s"
 
-for t in q8_0 q4_1; do
+for t in q8_0 q4_1 hd128; do
     SHOAL_CUDA_LLAMA_MODEL=/tmp/m/small_$t.gguf step "test_cuda_llama small $t" tests.log 60 $R/test_cuda_llama
 done
 grep -E "max \|diff\||greedy|fused|batched|OOM|PASSED|FAILED|SKIP|rc=|==" "$OUT/tests.log" | head -60
@@ -78,5 +80,7 @@ cat "$OUT/snapshot.log"
 
 step "memcheck" memcheck.log 45 compute-sanitizer --tool memcheck --error-exitcode 9 $R/bench_cuda_llama \
     /tmp/m/small_q4_1.gguf --gen 4 --prompt 40 --reps 1
-tail -4 "$OUT/memcheck.log"
+step "racecheck" memcheck.log 45 compute-sanitizer --tool racecheck --error-exitcode 9 $R/bench_cuda_llama \
+    /tmp/m/small_q4_1.gguf --gen 4 --prompt 40 --reps 1 --default-only
+grep -E "^==|ERROR SUMMARY|RACECHECK SUMMARY|rc=" "$OUT/memcheck.log"
 echo "done at t=$(( $(date +%s) - T0 ))s"

@@ -299,6 +299,52 @@ __device__ __forceinline__ float v_weighted(const float *vcol, const float *sc, 
     return acc;
 }
 
+/* The end of a decode attention block (h, s) = (blockIdx.x, blockIdx.y) whose head has n_split
+ * chunks of positions: with one, thread t < hd writes the head's output dimension t (sum / l);
+ * with several, the block publishes its chunk's maximum score m, sum of exponentials l and
+ * unnormalised V sums to part_g, and the last of the head's blocks to finish (a ticket, reset after
+ * use) merges them in chunk order. */
+__device__ __forceinline__ void merge_chunks(float sum, float m, float l, float *__restrict__ part_g,
+                                             int *__restrict__ ticket, float *__restrict__ out, int hd, int n_split)
+{
+    __shared__ int last;
+    const int h = blockIdx.x, sp = blockIdx.y, t = threadIdx.x;
+    if (n_split == 1) {
+        if (t < hd)
+            out[(size_t)h * hd + t] = sum / l;
+        return;
+    }
+    float *mine = part_g + ((size_t)h * gridDim.y + sp) * (size_t)(hd + 2);
+    if (t < hd)
+        mine[2 + t] = sum;
+    if (t == 0)
+        mine[0] = m, mine[1] = l;
+    __threadfence();
+    __syncthreads();
+    if (t == 0) {
+        last = atomicAdd(&ticket[h], 1) == n_split - 1;
+        if (last)
+            ticket[h] = 0; // every chunk of this head has arrived: ready for the next step
+    }
+    __syncthreads();
+    if (!last)
+        return;
+    __threadfence();
+    if (t < hd) {
+        const float *hp = part_g + (size_t)h * gridDim.y * (size_t)(hd + 2);
+        float M = -INFINITY;
+        for (int c = 0; c < n_split; c++)
+            M = fmaxf(M, __ldcg(hp + (size_t)c * (hd + 2)));
+        float L = 0.0f, o = 0.0f;
+        for (int c = 0; c < n_split; c++) {
+            const float *pc = hp + (size_t)c * (hd + 2), w = expf(__ldcg(pc) - M);
+            L += w * __ldcg(pc + 1);
+            o += w * __ldcg(pc + 2 + t);
+        }
+        out[(size_t)h * hd + t] = o / L;
+    }
+}
+
 /* Decode attention with RoPE and the cache store folded in (the fused path's one launch for what
  * rope_store_kernel + attention_kernel do in two). Block (h, s) takes query head h and the s-th
  * chunk of positions: chunk_min (ATT_CHUNK) of them, or n / gridDim.y when the context is
@@ -326,7 +372,6 @@ __global__ void __launch_bounds__(ATT_THREADS) rope_attention_kernel(const float
 {
     extern __shared__ float smem[];
     __shared__ float red[32];
-    __shared__ int last;
     const int h = blockIdx.x, sp = blockIdx.y, group = n_head / n_kv, kvh = h / group, kv_dim = n_kv * hd;
     const int pos = *posp, n = pos + 1, t = threadIdx.x, T = blockDim.x;
     const int chunk = n > chunk_min * (int)gridDim.y ? (n + (int)gridDim.y - 1) / (int)gridDim.y : chunk_min;
@@ -413,41 +458,154 @@ __global__ void __launch_bounds__(ATT_THREADS) rope_attention_kernel(const float
     if (t < hd)
         for (int i = 0; i < groups; i++)
             sum += part[i * hd + t];
-    if (n_split == 1) {
-        if (t < hd)
-            out[(size_t)h * hd + t] = sum / l;
+    merge_chunks(sum, m, l, part_g, ticket, out, hd, n_split);
+}
+
+/* rope_attention_kernel for head dimension 64 with fewer dependent trips to memory after the
+ * wait: same blocks, chunks, rotation, cache store and merge, but the chunk's positions go in
+ * tiles of 128 whose cached K rows are requested right after the wait, together with the new
+ * q/k/v (four threads a position, 16 dimensions each, two positions a thread), and whose V rows
+ * are requested before the softmax's reductions (sixteen threads a position, four dimensions
+ * each, eight positions a thread), so that each tile costs about one trip instead of one per
+ * sixteen loads of a thread; tiles after the first rescale the running sums (online softmax). */
+__global__ void __launch_bounds__(ATT_THREADS, 2) rope_attention64_kernel(const float *__restrict__ q,
+                                                                      const float *__restrict__ k,
+                                                                      const float *__restrict__ v,
+                                                                      float *__restrict__ kc, float *__restrict__ vc,
+                                                                      const float *__restrict__ inv_freq,
+                                                                      const int32_t *__restrict__ posp,
+                                                                      float *__restrict__ out, int n_head, int n_kv,
+                                                                      int rope_dim, float *__restrict__ part_g,
+                                                                      int *__restrict__ ticket, int chunk_min)
+{
+    constexpr int HD = 64, TP = 128, KJ = TP / 64;
+    static_assert(ATT_THREADS == 256, "the tile layout below assumes 256 threads");
+    __shared__ __align__(16) float qs[HD];
+    __shared__ __align__(16) float kcur[HD];
+    __shared__ __align__(16) float vcur[HD];
+    __shared__ __align__(16) float part[16][HD];
+    __shared__ float sc[TP];
+    __shared__ float red[32];
+    const int h = blockIdx.x, sp = blockIdx.y, group = n_head / n_kv, kvh = h / group, kv_dim = n_kv * HD;
+    const int pos = *posp, n = pos + 1, t = threadIdx.x;
+    // past chunk_min x gridDim.y positions, chunks of whole tiles: fewer blocks, no short last tile
+    const int spread = (n + (int)gridDim.y - 1) / (int)gridDim.y;
+    const int chunk = n > chunk_min * (int)gridDim.y ? (spread + TP - 1) / TP * TP : chunk_min;
+    const int n_split = (n + chunk - 1) / chunk, p0 = sp * chunk, p1 = p0 + chunk < n ? p0 + chunk : n;
+    if (sp >= n_split)
         return;
+    float rot_c = 1.0f, rot_s = 0.0f;
+    if (2 * t < rope_dim && t < HD / 2) {
+        double sn, cs;
+        sincos((double)pos * (double)inv_freq[t], &sn, &cs);
+        rot_c = (float)cs, rot_s = (float)sn;
     }
-    /* several chunks: publish this one, and the last of the head's blocks merges them */
-    float *mine = part_g + ((size_t)h * gridDim.y + sp) * (size_t)(hd + 2);
-    if (t < hd)
-        mine[2 + t] = sum;
-    if (t == 0)
-        mine[0] = m, mine[1] = l;
-    __threadfence();
-    __syncthreads();
-    if (t == 0) {
-        last = atomicAdd(&ticket[h], 1) == n_split - 1;
-        if (last)
-            ticket[h] = 0; // every chunk of this head has arrived: ready for the next step
+    const int hi = p1 < pos ? p1 : pos; // cached positions of this chunk: [p0, hi)
+    const float *kbase = kc + (size_t)kvh * HD, *vbase = vc + (size_t)kvh * HD;
+    for (int i = (h % group) * ATT_THREADS + t; i < (hi - p0) * 4; i += group * ATT_THREADS) {
+        const int p = p0 + i / 4, r = i % 4;
+        asm volatile("prefetch.global.L2 [%0];" ::"l"((const char *)((r < 2 ? kbase : vbase) + (size_t)p * kv_dim) + (r % 2) * 128));
     }
-    __syncthreads();
-    if (!last)
-        return;
-    __threadfence();
-    if (t < hd) {
-        const float *hp = part_g + (size_t)h * gridDim.y * (size_t)(hd + 2);
-        float M = -INFINITY;
-        for (int c = 0; c < n_split; c++)
-            M = fmaxf(M, __ldcg(hp + (size_t)c * (hd + 2)));
-        float L = 0.0f, o = 0.0f;
-        for (int c = 0; c < n_split; c++) {
-            const float *pc = hp + (size_t)c * (hd + 2), w = expf(__ldcg(pc) - M);
-            L += w * __ldcg(pc + 1);
-            o += w * __ldcg(pc + 2 + t);
+    pdl_wait_then_release();
+    const int kp = t >> 2, kq = t & 3;   // scores: positions kp, kp + 64 of a tile; dimensions 16 kq ..
+    const int vd = t & 15, vp = t >> 4;  // V: dimensions 4 vd .. 4 vd + 3; positions vp, vp + 16, ..
+    float4 kr[KJ][4];
+    auto load_k = [&](int a) {
+#pragma unroll
+        for (int j = 0; j < KJ; j++) {
+            const int p = a + kp + 64 * j;
+            if (p < hi) {
+                const float4 *row = (const float4 *)(kbase + (size_t)p * kv_dim + 16 * kq);
+#pragma unroll
+                for (int i = 0; i < 4; i++)
+                    kr[j][i] = __ldg(row + i);
+            } else { // defined either way, so no earlier tile's rows stay live across the loop
+#pragma unroll
+                for (int i = 0; i < 4; i++)
+                    kr[j][i] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            }
         }
-        out[(size_t)h * hd + t] = o / L;
+    };
+    load_k(p0);
+    if (t < HD / 2) {
+        const float *qh = q + (size_t)h * HD, *kh = k + (size_t)kvh * HD, *vh = v + (size_t)kvh * HD;
+        const float a = qh[2 * t], b = qh[2 * t + 1], ka = kh[2 * t], kb = kh[2 * t + 1];
+        if (2 * t < rope_dim) {
+            qs[2 * t] = a * rot_c - b * rot_s, qs[2 * t + 1] = a * rot_s + b * rot_c;
+            kcur[2 * t] = ka * rot_c - kb * rot_s, kcur[2 * t + 1] = ka * rot_s + kb * rot_c;
+        } else {
+            qs[2 * t] = a, qs[2 * t + 1] = b, kcur[2 * t] = ka, kcur[2 * t + 1] = kb;
+        }
+        vcur[2 * t] = vh[2 * t], vcur[2 * t + 1] = vh[2 * t + 1];
     }
+    __syncthreads();
+    if (h % group == 0 && sp == 0 && t < HD) {
+        kc[(size_t)pos * kv_dim + (size_t)kvh * HD + t] = kcur[t];
+        vc[(size_t)pos * kv_dim + (size_t)kvh * HD + t] = vcur[t];
+    }
+    const float scale = rsqrtf((float)HD);
+    float m_run = -INFINITY, l_run = 0.0f;
+    float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    for (int a = p0; a < p1; a += TP) {
+        const int b = a + TP < p1 ? a + TP : p1;
+        float mx = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < KJ; j++) {
+            const int p = a + kp + 64 * j;
+            float sv = 0.0f;
+            if (p < b) {
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    const float4 x = *(const float4 *)(qs + 16 * kq + 4 * i);
+                    const float4 y = p == pos ? *(const float4 *)(kcur + 16 * kq + 4 * i) : kr[j][i];
+                    sv += x.x * y.x + x.y * y.y + x.z * y.z + x.w * y.w;
+                }
+            }
+            sv += __shfl_xor_sync(0xffffffffu, sv, 1);
+            sv += __shfl_xor_sync(0xffffffffu, sv, 2);
+            if (p < b) {
+                sv *= scale;
+                if (kq == 0)
+                    sc[p - a] = sv;
+                mx = fmaxf(mx, sv);
+            }
+        }
+        float4 vv[TP / 16];
+#pragma unroll
+        for (int i = 0; i < TP / 16; i++) {
+            const int p = a + vp + 16 * i;
+            if (p < hi)
+                vv[i] = __ldg((const float4 *)(vbase + (size_t)p * kv_dim) + vd);
+        }
+        float m_t;
+        const float l_t = block_softmax(mx, sc, b - a, red, &m_t);
+        const float m_new = fmaxf(m_run, m_t), c_old = expf(m_run - m_new), c_new = expf(m_t - m_new);
+        l_run = l_run * c_old + l_t * c_new;
+        float4 s4 = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+        for (int i = 0; i < TP / 16; i++) {
+            const int p = a + vp + 16 * i;
+            if (p < b) {
+                const float w = sc[p - a];
+                const float4 y = p == pos ? *(const float4 *)(vcur + 4 * vd) : vv[i];
+                s4.x += w * y.x, s4.y += w * y.y, s4.z += w * y.z, s4.w += w * y.w;
+            }
+        }
+        acc.x = acc.x * c_old + s4.x * c_new, acc.y = acc.y * c_old + s4.y * c_new;
+        acc.z = acc.z * c_old + s4.z * c_new, acc.w = acc.w * c_old + s4.w * c_new;
+        m_run = m_new;
+        if (b < p1) {
+            load_k(b);
+            __syncthreads(); // sc and red are rewritten by the next tile
+        }
+    }
+    *(float4 *)&part[vp][4 * vd] = acc;
+    __syncthreads();
+    float sum = 0.0f;
+    if (t < HD)
+        for (int i = 0; i < 16; i++)
+            sum += part[i][t];
+    merge_chunks(sum, m_run, l_run, part_g, ticket, out, HD, n_split);
 }
 
 __global__ void swiglu_kernel(float *__restrict__ g, const float *__restrict__ u, int n)
@@ -672,6 +830,13 @@ cudaError_t shoal_cu_rope_attention(const float *q, const float *k, const float 
 {
     float *part = (float *)scratch;
     int *ticket = (int *)(part + (size_t)n_head * (size_t)att_splits(n_ctx) * (size_t)(head_dim + 2));
+    /* head dimension 64 (SmolLM2, Llama 3.2 1B): the tiled kernel, 1.08x decode on the 1B F16 shape
+     * and 1.17x on the SmolLM2 shape (H100, bench/RESULTS-cuda-llm.md, run 26); SHOAL_CUDA_ATT_TILED=0
+     * keeps the general one, for experiments */
+    static const bool tiled = !(getenv("SHOAL_CUDA_ATT_TILED") && !strcmp(getenv("SHOAL_CUDA_ATT_TILED"), "0"));
+    if (head_dim == 64 && tiled)
+        return launch(rope_attention64_kernel, dim3((unsigned)n_head, (unsigned)att_splits(n_ctx)), dim3(ATT_THREADS), 0,
+                      s, q, k, v, kcache, vcache, inv_freq, pos, out, n_head, n_kv, rope_dim, part, ticket, att_chunk());
     return launch(rope_attention_kernel, dim3((unsigned)n_head, (unsigned)att_splits(n_ctx)), dim3(ATT_THREADS),
                   rope_attention_smem(head_dim, n_ctx), s, q, k, v, kcache, vcache, inv_freq, pos, out, n_head, n_kv,
                   head_dim, rope_dim, part, ticket, att_chunk());
