@@ -4,8 +4,8 @@
 # CONFIGS is a list of configurations, each a comma-separated list of VAR=VALUE (or "default"),
 # run in turn for each of MODELS, PASSES times over. test_cuda_llama runs first on the small
 # models of TYPES with the default settings. Same bundle as run_quick.sh. Examples (the numbers in
-# bench/RESULTS-cuda-llm.md, run 23):
-#   CONFIGS="SHOAL_CUDA_L2_AHEAD_KB=0 default SHOAL_CUDA_L2_AHEAD_KB=8192" bash bench/gpu/run_decode_ab.sh
+# bench/RESULTS-cuda-llm.md, runs 23 and 26):
+#   CONFIGS="SHOAL_CUDA_ATT_TILED=0 default" bash bench/gpu/run_decode_ab.sh
 #   CONFIGS="SHOAL_CUDA_HOST_IO=0 default" PASSES=3 bash bench/gpu/run_decode_ab.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."

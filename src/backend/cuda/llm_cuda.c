@@ -45,11 +45,8 @@ struct shoal_cuda_llama_ctx {
     bool use_graph, graph_tried, graph_ready;
     bool fused; /* decode through the fused kernels (norm + QKV, norm + gate/up + SwiGLU) */
     bool pdl;   /* programmatic dependent launch for this context's kernels */
-    size_t ahead_from, ahead_bytes; /* gate/up bytes fetched into L2 ahead of it (ahead_setup) */
     cudaGraphExec_t graph; /* the greedy decode step (capture_decode_graph) */
 };
-
-static void ahead_setup(shoal_cuda_llama_ctx_t *c);
 
 void shoal_cuda_llama_params_init(shoal_cuda_llama_params_t *p)
 {
@@ -259,7 +256,6 @@ shoal_status_t shoal_cuda_llama_ctx_new(const shoal_llama_model_t *m, const shoa
     }
     c->fused = p->fused;
     c->pdl = p->pdl;
-    ahead_setup(c);
     /* 1024 by default: per chunk every matrix is dequantised once and each attention launch has
      * n_batch / 64 query tiles per head, so longer chunks fill the GPU (H100, 1024 vs 256: pp512
      * 1.2-1.5x, pp4096 1.4-2.8x; bench/RESULTS-cuda-llm.md, run 21). No more than the context
@@ -289,26 +285,6 @@ static bool same_shape(const shoal_cu_mat_t *a, const shoal_cu_mat_t *b)
     return a->type == b->type && a->n_in == b->n_in;
 }
 
-/* What the output projection asks L2 to fetch for gate/up, as offsets into each (the same for every
- * layer): the 4 MB of each after the rows gate/up's blocks load themselves before their wait. The
- * attention before it leaves HBM mostly idle; fetched there, these rows cost gate/up an L2 read
- * instead of an HBM one. Measured on an H100 (bench/RESULTS-cuda-llm.md, run 23): 1B F16 +1.4-1.6%,
- * Q8_0 +1.0-1.1%; 8 MB each or from the first row gained less or lost. SHOAL_CUDA_L2_AHEAD_KB
- * overrides the size (0: none), for experiments. */
-static void ahead_setup(shoal_cuda_llama_ctx_t *c)
-{
-    const cu_layer_t *L = &c->w->layers[0];
-    const char *env = getenv("SHOAL_CUDA_L2_AHEAD_KB");
-    const size_t want = env ? (size_t)strtoull(env, NULL, 10) * 1024 : (size_t)4 << 20;
-    if (!c->fused || !same_shape(&L->gate, &L->up) || L->gate.n_out != L->up.n_out)
-        return;
-    const size_t row = cu_row_payload(L->gate.type, L->gate.n_in), total = row * (size_t)L->gate.n_out;
-    const size_t from = (row * (size_t)shoal_cu_gateup_first_rows(&L->gate) + 15) & ~(size_t)15; // 16-byte spans
-    cudaGetLastError();
-    c->ahead_from = from < total ? from : total;
-    c->ahead_bytes = want < total - c->ahead_from ? want : total - c->ahead_from;
-}
-
 /* The fused decode layer: 5 launches instead of 12 (matrices of unlike types keep the separate
  * kernels for their part). */
 static cudaError_t layer_step_fused(shoal_cuda_llama_ctx_t *c, int l, const int32_t *d_pos)
@@ -322,7 +298,7 @@ static cudaError_t layer_step_fused(shoal_cuda_llama_ctx_t *c, int l, const int3
     if (same_shape(&L->wq, &L->wk) && same_shape(&L->wq, &L->wv)) {
         const shoal_cu_mat_t *w[3] = {&L->wq, &L->wk, &L->wv};
         float *y[3] = {c->q, c->k, c->v};
-        e = shoal_cu_matvec_fused(w, y, 3, c->x, L->attn_norm, hp->rms_eps, 0, NULL, s);
+        e = shoal_cu_matvec_fused(w, y, 3, c->x, L->attn_norm, hp->rms_eps, 0, s);
     } else if (!(e = shoal_cu_rmsnorm(c->x, L->attn_norm, c->xb, hp->dim, hp->rms_eps, s)) &&
                !(e = shoal_cu_matvec(&L->wq, c->xb, c->q, 0, s)) && !(e = shoal_cu_matvec(&L->wk, c->xb, c->k, 0, s))) {
         e = shoal_cu_matvec(&L->wv, c->xb, c->v, 0, s);
@@ -331,11 +307,9 @@ static cudaError_t layer_step_fused(shoal_cuda_llama_ctx_t *c, int l, const int3
         return e;
     const shoal_cu_mat_t *wo[1] = {&L->wo}, *wd[1] = {&L->down};
     float *yx[1] = {c->x};
-    const shoal_cu_l2_ahead_t ahead = {{(const char *)L->gate.qs + c->ahead_from, (const char *)L->up.qs + c->ahead_from},
-                                       c->ahead_bytes};
     if ((e = shoal_cu_rope_attention(c->q, c->k, c->v, kc, vc, c->w->inv_freq, d_pos, c->att, hp->n_head,
                                      hp->n_head_kv, hp->head_dim, hp->rope_dim, c->n_ctx, c->att_scratch, s)) ||
-        (e = shoal_cu_matvec_fused(wo, yx, 1, c->att, NULL, 0.0f, 1, &ahead, s)))
+        (e = shoal_cu_matvec_fused(wo, yx, 1, c->att, NULL, 0.0f, 1, s)))
         return e;
     if (same_shape(&L->gate, &L->up) && L->gate.n_out == L->up.n_out)
         e = shoal_cu_gateup_fused(&L->gate, &L->up, c->x, L->ffn_norm, hp->rms_eps, c->hb, s);
@@ -344,7 +318,7 @@ static cudaError_t layer_step_fused(shoal_cuda_llama_ctx_t *c, int l, const int3
         e = shoal_cu_swiglu(c->hb, c->hb2, hp->ffn_dim, s);
     if (e)
         return e;
-    return shoal_cu_matvec_fused(wd, yx, 1, c->hb, NULL, 0.0f, 1, NULL, s);
+    return shoal_cu_matvec_fused(wd, yx, 1, c->hb, NULL, 0.0f, 1, s);
 }
 
 static cudaError_t layer_step(shoal_cuda_llama_ctx_t *c, int l, const int32_t *d_pos)
@@ -465,7 +439,7 @@ static cudaError_t emit_logits(shoal_cuda_llama_ctx_t *c, const float *x, int t,
         if (c->fused) {
             const shoal_cu_mat_t *w[1] = {&c->w->output};
             float *y[1] = {dst};
-            e = shoal_cu_matvec_fused(w, y, 1, c->xb, NULL, 0.0f, 0, NULL, s);
+            e = shoal_cu_matvec_fused(w, y, 1, c->xb, NULL, 0.0f, 0, s);
         } else {
             e = shoal_cu_matvec(&c->w->output, c->xb, dst, 0, s);
         }

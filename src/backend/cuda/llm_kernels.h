@@ -72,28 +72,16 @@ cudaError_t shoal_cu_attention_batch(const float *q, const float *kcache, const 
 cudaError_t shoal_cu_attention_tiled(const float *q, const float *kcache, const float *vcache, const int32_t *pos,
                                      int n_tok, float *out, int n_head, int n_kv, int head_dim, cudaStream_t s);
 cudaError_t shoal_cu_attention_tiled_prepare(void);
-/* Device memory a launch asks L2 to fetch ahead of a later launch: `bytes` from each of span[0]
- * and span[1] (16-byte aligned; the same span twice is fine). */
-typedef struct shoal_cu_l2_ahead {
-    const void *span[2];
-    size_t bytes;
-} shoal_cu_l2_ahead_t;
 /* Fused decode launches (several rows per warp share each activation load). matvec_fused:
  * y[i] = W[i] . x for up to 3 matrices of one type and width in one launch; with norm_w, x is
- * RMS-normalised (eps) and scaled by norm_w first; with accumulate (no norm), y[i] += W[i] . x;
- * with ahead (may be NULL), its spans are pulled into L2 before the launch waits for its
- * predecessor.
+ * RMS-normalised (eps) and scaled by norm_w first; with accumulate (no norm), y[i] += W[i] . x.
  * gateup_fused: h = silu(gate . n(x)) * (up . n(x)), n the RMS norm with norm_w.
  * cudaErrorInvalidValue when the matrices differ in type or width (the caller then uses the
  * separate kernels). */
 cudaError_t shoal_cu_matvec_fused(const shoal_cu_mat_t *const *w, float *const *y, int n_mats, const float *x,
-                                  const float *norm_w, float eps, int accumulate, const shoal_cu_l2_ahead_t *ahead,
-                                  cudaStream_t s);
+                                  const float *norm_w, float eps, int accumulate, cudaStream_t s);
 cudaError_t shoal_cu_gateup_fused(const shoal_cu_mat_t *gate, const shoal_cu_mat_t *up, const float *x,
                                   const float *norm_w, float eps, float *h, cudaStream_t s);
-/* Rows of each of gate and up that gateup_fused's blocks take first (and load before waiting for
- * their predecessor) on the current device: those past them are what is worth fetching ahead. */
-int shoal_cu_gateup_first_rows(const shoal_cu_mat_t *gate);
 /* Whether this thread's following launches use programmatic dependent launch (Hopper): each
  * kernel may start while its predecessor finishes, and the fused matrix-vector kernels load their
  * first weights before waiting for it. Every kernel here waits for its inputs itself. */

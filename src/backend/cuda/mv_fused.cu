@@ -28,8 +28,6 @@ struct mv3 {
     const __half *d[3], *m[3];
     float *y[3];
     int rows[3];
-    const char *ahead[2]; /* pulled into L2 before the wait: ahead_bytes from each (l2_ahead) */
-    unsigned ahead_bytes;
 };
 
 template <int TYPE> struct unit_elems { static constexpr int n = TYPE == T_Q8_0 ? 16 : (TYPE == T_Q4_0 || TYPE == T_Q4_1) ? 32 : 8; };
@@ -186,29 +184,11 @@ __device__ __forceinline__ void chunk_load(chunk<NR, UN> &c, const rgroup &g, in
     }
 }
 
-/* The grid's threads split two spans of `bytes` each (16-byte multiples, 16-byte aligned) into
- * 4 KB pieces and ask their SM's bulk-copy unit to pull them into L2, without waiting for them:
- * a launch whose predecessor leaves HBM idle (the attention, before the output projection) thus
- * fetches a later launch's weights, which that launch then reads from L2. A hint: nothing depends
- * on it but speed. */
-__device__ __forceinline__ void l2_ahead(const char *span0, const char *span1, unsigned bytes)
-{
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    constexpr unsigned piece = 4096;
-    const unsigned per = (bytes + piece - 1) / piece;
-    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < 2 * per; i += gridDim.x * blockDim.x) {
-        const unsigned off = (i % per) * piece, n = bytes - off < piece ? bytes - off : piece;
-        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"((i < per ? span0 : span1) + off), "r"(n) : "memory");
-    }
-#endif
-}
-
 /* MODE 0: y = W.x; 1: y += W.x (the residual); 2: y = silu(Wg.x) * (Wu.x) (gate and up).
  * Blocks stay resident and take row groups blockIdx.x, + gridDim.x, ... (the launch sizes the grid
  * to what the GPU holds at once), so the RMS scale is computed once per block and no group waits
  * for a new block to start. The first weights are loaded before waiting for the predecessor
- * kernel (PDL: weights never depend on it, so their latency overlaps its tail), together with any
- * later launch's weights the caller asked L2 to fetch (mv3.ahead), and each next
+ * kernel (PDL: weights never depend on it, so their latency overlaps its tail), and each next
  * group's first weights are in flight while the current group's sums are reduced and stored. */
 template <int TYPE, bool NORM, int MODE, int R, int UN>
 __global__ void __launch_bounds__(MV_MAXW * 32) mv_rows_kernel(mv3 p, const float *__restrict__ x,
@@ -222,8 +202,6 @@ __global__ void __launch_bounds__(MV_MAXW * 32) mv_rows_kernel(mv3 p, const floa
     rgroup g = group_of<MODE, R>(p, grp, total_rows);
     chunk<NR, UN> c;
     chunk_load<TYPE, MODE, R, NR, UN>(c, g, n_in, t, T, U);
-    if (p.ahead_bytes)
-        l2_ahead(p.ahead[0], p.ahead[1], p.ahead_bytes);
     pdl_wait_then_release();
     float rs = 1.0f;
     __shared__ float red[NR > 32 ? NR : 32][MV_MAXW];
@@ -331,8 +309,7 @@ template <int TYPE, int UN> static int row_warps(int n_in)
 }
 
 template <int TYPE, bool NORM, int MODE, int R, int UN>
-cudaError_t launch_rows_r(const mv3 &p, const float *x, const float *norm_w, float eps, int n_in, int rows, cudaStream_t s,
-                          int *first_rows)
+cudaError_t launch_rows_r(const mv3 &p, const float *x, const float *norm_w, float eps, int n_in, int rows, cudaStream_t s)
 {
     int warps = row_warps<TYPE, UN>(n_in);
     if (mv_warps_override() == 1 || mv_warps_override() == 2 || mv_warps_override() == 4 || mv_warps_override() == 8)
@@ -340,40 +317,35 @@ cudaError_t launch_rows_r(const mv3 &p, const float *x, const float *norm_w, flo
     const int groups = (rows + R - 1) / R;
     auto k = mv_rows_kernel<TYPE, NORM, MODE, R, UN>;
     const unsigned grid = resident_grid(k, warps * 32, groups);
-    if (first_rows) { // asked what the launch would do, not to launch
-        *first_rows = (long)grid * R < rows ? (int)grid * R : rows;
-        return cudaSuccess;
-    }
     return launch(k, dim3(grid), dim3((unsigned)warps * 32), 0, s, p, x, norm_w, eps, n_in, rows);
 }
 
 template <int TYPE, bool NORM, int MODE>
-cudaError_t launch_rows(const mv3 &p, const float *x, const float *norm_w, float eps, int n_in, int rows, cudaStream_t s,
-                        int *first_rows)
+cudaError_t launch_rows(const mv3 &p, const float *x, const float *norm_w, float eps, int n_in, int rows, cudaStream_t s)
 {
     // 16-bit weights: one unit per thread and row in flight (their rows are spread over more
     // threads), which leaves registers for more resident blocks
     constexpr int UN = TYPE == T_F16 || TYPE == T_BF16 ? 1 : UNROLL;
     if (mv_group_rows() == 8)
-        return launch_rows_r<TYPE, NORM, MODE, MODE == 2 ? 4 : 8, 1>(p, x, norm_w, eps, n_in, rows, s, first_rows);
+        return launch_rows_r<TYPE, NORM, MODE, MODE == 2 ? 4 : 8, 1>(p, x, norm_w, eps, n_in, rows, s);
     /* Rows short enough for one warp a block (SmolLM2's 576 and 1536 in Q4): half the rows per
      * group and one unit in flight, so twice the blocks (36-48 registers) share the few rows
      * there are; measured +9% on the SmolLM2 shape, while the 1B shapes lose with it. */
     if (row_warps<TYPE, UN>(n_in) == 1 && mv_warps_override() == 0)
-        return launch_rows_r<TYPE, NORM, MODE, MODE == 2 ? 1 : 2, 1>(p, x, norm_w, eps, n_in, rows, s, first_rows);
-    return launch_rows_r<TYPE, NORM, MODE, MODE == 2 ? 2 : 4, UN>(p, x, norm_w, eps, n_in, rows, s, first_rows);
+        return launch_rows_r<TYPE, NORM, MODE, MODE == 2 ? 1 : 2, 1>(p, x, norm_w, eps, n_in, rows, s);
+    return launch_rows_r<TYPE, NORM, MODE, MODE == 2 ? 2 : 4, UN>(p, x, norm_w, eps, n_in, rows, s);
 }
 
 template <bool NORM, int MODE>
 cudaError_t launch_fused(int type, const mv3 &p, const float *x, const float *norm_w, float eps, int n_in, int rows,
-                         cudaStream_t s, int *first_rows = nullptr)
+                         cudaStream_t s)
 {
     switch (type) {
-    case T_F16: return launch_rows<T_F16, NORM, MODE>(p, x, norm_w, eps, n_in, rows, s, first_rows);
-    case T_BF16: return launch_rows<T_BF16, NORM, MODE>(p, x, norm_w, eps, n_in, rows, s, first_rows);
-    case T_Q8_0: return launch_rows<T_Q8_0, NORM, MODE>(p, x, norm_w, eps, n_in, rows, s, first_rows);
-    case T_Q4_0: return launch_rows<T_Q4_0, NORM, MODE>(p, x, norm_w, eps, n_in, rows, s, first_rows);
-    case T_Q4_1: return launch_rows<T_Q4_1, NORM, MODE>(p, x, norm_w, eps, n_in, rows, s, first_rows);
+    case T_F16: return launch_rows<T_F16, NORM, MODE>(p, x, norm_w, eps, n_in, rows, s);
+    case T_BF16: return launch_rows<T_BF16, NORM, MODE>(p, x, norm_w, eps, n_in, rows, s);
+    case T_Q8_0: return launch_rows<T_Q8_0, NORM, MODE>(p, x, norm_w, eps, n_in, rows, s);
+    case T_Q4_0: return launch_rows<T_Q4_0, NORM, MODE>(p, x, norm_w, eps, n_in, rows, s);
+    case T_Q4_1: return launch_rows<T_Q4_1, NORM, MODE>(p, x, norm_w, eps, n_in, rows, s);
     default: return cudaErrorInvalidValue;
     }
 }
@@ -383,18 +355,11 @@ cudaError_t launch_fused(int type, const mv3 &p, const float *x, const float *no
 extern "C" {
 
 cudaError_t shoal_cu_matvec_fused(const shoal_cu_mat_t *const *w, float *const *y, int n_mats, const float *x,
-                                  const float *norm_w, float eps, int accumulate, const shoal_cu_l2_ahead_t *ahead,
-                                  cudaStream_t s)
+                                  const float *norm_w, float eps, int accumulate, cudaStream_t s)
 {
     if (n_mats < 1 || n_mats > 3 || (accumulate && norm_w))
         return cudaErrorInvalidValue;
     mv3 p = {};
-    if (ahead && ahead->bytes >= 16) {
-        if (((uintptr_t)ahead->span[0] | (uintptr_t)ahead->span[1]) & 15 || ahead->bytes > 0x7fffffffu)
-            return cudaErrorInvalidValue;
-        p.ahead[0] = (const char *)ahead->span[0], p.ahead[1] = (const char *)ahead->span[1];
-        p.ahead_bytes = (unsigned)(ahead->bytes & ~(size_t)15);
-    }
     int rows = 0;
     for (int i = 0; i < n_mats; i++) {
         if (w[i]->type != w[0]->type || w[i]->n_in != w[0]->n_in)
@@ -414,7 +379,7 @@ cudaError_t shoal_cu_matvec_fused(const shoal_cu_mat_t *const *w, float *const *
         if (w[i]->n_out % mv_group_rows()) {
             cudaError_t e = cudaSuccess;
             for (int j = 0; j < n_mats && !e; j++)
-                e = shoal_cu_matvec_fused(&w[j], &y[j], 1, x, norm_w, eps, accumulate, j ? NULL : ahead, s);
+                e = shoal_cu_matvec_fused(&w[j], &y[j], 1, x, norm_w, eps, accumulate, s);
             return e;
         }
     if (norm_w)
@@ -434,14 +399,6 @@ cudaError_t shoal_cu_gateup_fused(const shoal_cu_mat_t *gate, const shoal_cu_mat
     p.qs[1] = up->qs, p.d[1] = (const __half *)up->d, p.m[1] = (const __half *)up->m;
     p.y[0] = h;
     return launch_fused<true, 2>((int)gate->type, p, x, norm_w, eps, gate->n_in, gate->n_out, s);
-}
-
-int shoal_cu_gateup_first_rows(const shoal_cu_mat_t *gate)
-{
-    const mv3 p = {};
-    int rows = gate->n_out;
-    launch_fused<true, 2>((int)gate->type, p, NULL, NULL, 0.0f, gate->n_in, gate->n_out, 0, &rows);
-    return rows;
 }
 
 } // extern "C"
