@@ -413,7 +413,7 @@ static void test_fused_decode(void **state)
 
 /* Long contexts: the fused decode attention spreads a head's positions over several blocks and
  * merges their partial softmaxes (chunks of 128 positions, or n / 16 past 2048, rounded up to
- * whole tiles of 128 for head dimension 64, whose blocks also go through several tiles); against the
+ * whole tiles for head dimensions 64 and 128, whose blocks also go through several tiles); against the
  * separate kernels, one block a head over every position: the logits of 6 steps within float32
  * reordering with the same top-1, then 12 graph-replayed greedy ids identical. */
 static void long_context_case(int n_ctx, int np)

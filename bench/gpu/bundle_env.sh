@@ -28,7 +28,7 @@ small_model() {
 }
 
 # A small model with head dimension 128 (4 heads of 512), /tmp/m/small_hd128.gguf: the decode
-# attention's general kernel (head dimension 64 takes the tiled one) and the prefill's 128 tiles.
+# attention's tiles of 64 positions and the prefill's 128-wide tiles.
 small_hd128_model() {
     "$R/make_llama_gguf" --layers 4 --dim 512 --ffn 1536 --heads 4 --kv-heads 2 --vocab 4096 --seed 6 --type q8_0 \
         --out /tmp/m/small_hd128.gguf > /dev/null

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # run_session_device.sh — one call on the GPU machine that checks and measures the GPU LLM path
 # end to end, under a time budget (steps past it are skipped and say so):
-#   1. test_cuda_llama on small random models (q8_0, q4_1, and q8_0 with head dimension 128 for the
-#      general decode attention): GPU vs CPU, batched prefill vs token by token, fused decode kernels
-#      vs separate (plain and CUDA graph), graph, mapped KV, OOM;
+#   1. test_cuda_llama on small random models (q8_0, q4_1, q8_0 with head dimension 128, and q8_0
+#      with the general decode attention, SHOAL_CUDA_ATT_TILED=0): GPU vs CPU, batched prefill vs
+#      token by token, fused decode kernels vs separate (plain and CUDA graph), graph, mapped KV, OOM;
 #   2. bench_cuda_llama on a SmolLM2-shaped random Q4_1 model and the Llama 3.2 1B shape (F16, Q8_0),
 #      and their batched prefill of 4096 tokens;
 #   3. llama.cpp's llama-bench (built for sm_90 on the CPU machine, carried) on the same files;
@@ -49,7 +49,9 @@ echo "models ready at t=$(( $(date +%s) - T0 ))s"
 for t in q8_0 q4_1 hd128; do
     SHOAL_CUDA_LLAMA_MODEL=/tmp/m/small_$t.gguf step "test_cuda_llama small $t" tests.log 60 $R/test_cuda_llama
 done
-grep -E "max \|diff\||greedy|fused|batched|OOM|PASSED|FAILED|SKIP|rc=|==" "$OUT/tests.log" | head -60
+SHOAL_CUDA_ATT_TILED=0 SHOAL_CUDA_LLAMA_MODEL=/tmp/m/small_q8_0.gguf \
+    step "test_cuda_llama small q8_0, general attention" tests.log 60 $R/test_cuda_llama
+grep -E "^==|rc=|PASSED|FAILED|fused|GPU vs CPU" "$OUT/tests.log"
 
 for m in smol_q4_1 l1b_f16 l1b_q8_0; do
     step "bench_cuda_llama $m" bench.log 45 $R/bench_cuda_llama /tmp/m/$m.gguf --gen 128 --prompt 512 --reps 3

@@ -461,14 +461,16 @@ __global__ void __launch_bounds__(ATT_THREADS) rope_attention_kernel(const float
     merge_chunks(sum, m, l, part_g, ticket, out, hd, n_split);
 }
 
-/* rope_attention_kernel for head dimension 64 with fewer dependent trips to memory after the
- * wait: same blocks, chunks, rotation, cache store and merge, but the chunk's positions go in
- * tiles of 128 whose cached K rows are requested right after the wait, together with the new
- * q/k/v (four threads a position, 16 dimensions each, two positions a thread), and whose V rows
- * are requested before the softmax's reductions (sixteen threads a position, four dimensions
- * each, eight positions a thread), so that each tile costs about one trip instead of one per
- * sixteen loads of a thread; tiles after the first rescale the running sums (online softmax). */
-__global__ void __launch_bounds__(ATT_THREADS, 2) rope_attention64_kernel(const float *__restrict__ q,
+/* rope_attention_kernel for head dimension HD (64 or 128) with fewer dependent trips to memory
+ * after the wait: same blocks, chunks, rotation, cache store and merge, but the chunk's positions
+ * go in tiles of TP = 8192 / HD (128 or 64: a tile's K or V rows are 32 KB, 32 registers a thread)
+ * whose cached K rows are requested right after the wait, together with the new q/k/v (four
+ * threads a position, HD / 4 dimensions each), and whose V rows are requested before the
+ * softmax's reductions (HD / 4 threads a position, four dimensions each, eight positions a thread),
+ * so that each tile costs about one trip instead of one per sixteen loads of a thread; tiles
+ * after the first rescale the running sums (online softmax). */
+template <int HD>
+__global__ void __launch_bounds__(ATT_THREADS, 2) rope_attention_tiled_kernel(const float *__restrict__ q,
                                                                       const float *__restrict__ k,
                                                                       const float *__restrict__ v,
                                                                       float *__restrict__ kc, float *__restrict__ vc,
@@ -478,12 +480,15 @@ __global__ void __launch_bounds__(ATT_THREADS, 2) rope_attention64_kernel(const 
                                                                       int rope_dim, float *__restrict__ part_g,
                                                                       int *__restrict__ ticket, int chunk_min)
 {
-    constexpr int HD = 64, TP = 128, KJ = TP / 64;
-    static_assert(ATT_THREADS == 256, "the tile layout below assumes 256 threads");
+    constexpr int TP = 8192 / HD, KF = HD / 16;      // positions a tile; float4s of a K thread's part
+    constexpr int KP = ATT_THREADS / 4, KJ = TP / KP; // K: positions a pass; positions a thread
+    constexpr int VT = HD / 4, VP = ATT_THREADS / VT; // V: threads a position; positions a pass
+    constexpr int VJ = TP / VP;                       // V: positions a thread
+    static_assert(ATT_THREADS == 256 && (HD == 64 || HD == 128), "the tile layout assumes these");
     __shared__ __align__(16) float qs[HD];
     __shared__ __align__(16) float kcur[HD];
     __shared__ __align__(16) float vcur[HD];
-    __shared__ __align__(16) float part[16][HD];
+    __shared__ __align__(16) float part[VP][HD];
     __shared__ float sc[TP];
     __shared__ float red[32];
     const int h = blockIdx.x, sp = blockIdx.y, group = n_head / n_kv, kvh = h / group, kv_dim = n_kv * HD;
@@ -502,26 +507,28 @@ __global__ void __launch_bounds__(ATT_THREADS, 2) rope_attention64_kernel(const 
     }
     const int hi = p1 < pos ? p1 : pos; // cached positions of this chunk: [p0, hi)
     const float *kbase = kc + (size_t)kvh * HD, *vbase = vc + (size_t)kvh * HD;
-    for (int i = (h % group) * ATT_THREADS + t; i < (hi - p0) * 4; i += group * ATT_THREADS) {
-        const int p = p0 + i / 4, r = i % 4;
-        asm volatile("prefetch.global.L2 [%0];" ::"l"((const char *)((r < 2 ? kbase : vbase) + (size_t)p * kv_dim) + (r % 2) * 128));
+    constexpr int LINES = HD * 4 / 128; // 128-byte lines a row
+    for (int i = (h % group) * ATT_THREADS + t; i < (hi - p0) * 2 * LINES; i += group * ATT_THREADS) {
+        const int p = p0 + i / (2 * LINES), r = i % (2 * LINES);
+        asm volatile("prefetch.global.L2 [%0];" ::"l"((const char *)((r < LINES ? kbase : vbase) + (size_t)p * kv_dim) +
+                                                      (r % LINES) * 128));
     }
     pdl_wait_then_release();
-    const int kp = t >> 2, kq = t & 3;   // scores: positions kp, kp + 64 of a tile; dimensions 16 kq ..
-    const int vd = t & 15, vp = t >> 4;  // V: dimensions 4 vd .. 4 vd + 3; positions vp, vp + 16, ..
-    float4 kr[KJ][4];
+    const int kp = t >> 2, kq = t & 3; // scores: positions kp, kp + KP, .. of a tile; dimensions HD / 4 x kq ..
+    const int vd = t % VT, vp = t / VT; // V: dimensions 4 vd .. 4 vd + 3; positions vp, vp + VP, ..
+    float4 kr[KJ][KF];
     auto load_k = [&](int a) {
 #pragma unroll
         for (int j = 0; j < KJ; j++) {
-            const int p = a + kp + 64 * j;
+            const int p = a + kp + KP * j;
             if (p < hi) {
-                const float4 *row = (const float4 *)(kbase + (size_t)p * kv_dim + 16 * kq);
+                const float4 *row = (const float4 *)(kbase + (size_t)p * kv_dim + HD / 4 * kq);
 #pragma unroll
-                for (int i = 0; i < 4; i++)
+                for (int i = 0; i < KF; i++)
                     kr[j][i] = __ldg(row + i);
             } else { // defined either way, so no earlier tile's rows stay live across the loop
 #pragma unroll
-                for (int i = 0; i < 4; i++)
+                for (int i = 0; i < KF; i++)
                     kr[j][i] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
             }
         }
@@ -551,13 +558,13 @@ __global__ void __launch_bounds__(ATT_THREADS, 2) rope_attention64_kernel(const 
         float mx = -INFINITY;
 #pragma unroll
         for (int j = 0; j < KJ; j++) {
-            const int p = a + kp + 64 * j;
+            const int p = a + kp + KP * j;
             float sv = 0.0f;
             if (p < b) {
 #pragma unroll
-                for (int i = 0; i < 4; i++) {
-                    const float4 x = *(const float4 *)(qs + 16 * kq + 4 * i);
-                    const float4 y = p == pos ? *(const float4 *)(kcur + 16 * kq + 4 * i) : kr[j][i];
+                for (int i = 0; i < KF; i++) {
+                    const float4 x = *(const float4 *)(qs + HD / 4 * kq + 4 * i);
+                    const float4 y = p == pos ? *(const float4 *)(kcur + HD / 4 * kq + 4 * i) : kr[j][i];
                     sv += x.x * y.x + x.y * y.y + x.z * y.z + x.w * y.w;
                 }
             }
@@ -570,10 +577,10 @@ __global__ void __launch_bounds__(ATT_THREADS, 2) rope_attention64_kernel(const 
                 mx = fmaxf(mx, sv);
             }
         }
-        float4 vv[TP / 16];
+        float4 vv[VJ];
 #pragma unroll
-        for (int i = 0; i < TP / 16; i++) {
-            const int p = a + vp + 16 * i;
+        for (int i = 0; i < VJ; i++) {
+            const int p = a + vp + VP * i;
             if (p < hi)
                 vv[i] = __ldg((const float4 *)(vbase + (size_t)p * kv_dim) + vd);
         }
@@ -583,8 +590,8 @@ __global__ void __launch_bounds__(ATT_THREADS, 2) rope_attention64_kernel(const 
         l_run = l_run * c_old + l_t * c_new;
         float4 s4 = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
 #pragma unroll
-        for (int i = 0; i < TP / 16; i++) {
-            const int p = a + vp + 16 * i;
+        for (int i = 0; i < VJ; i++) {
+            const int p = a + vp + VP * i;
             if (p < b) {
                 const float w = sc[p - a];
                 const float4 y = p == pos ? *(const float4 *)(vcur + 4 * vd) : vv[i];
@@ -603,7 +610,7 @@ __global__ void __launch_bounds__(ATT_THREADS, 2) rope_attention64_kernel(const 
     __syncthreads();
     float sum = 0.0f;
     if (t < HD)
-        for (int i = 0; i < 16; i++)
+        for (int i = 0; i < VP; i++)
             sum += part[i][t];
     merge_chunks(sum, m_run, l_run, part_g, ticket, out, HD, n_split);
 }
@@ -830,13 +837,17 @@ cudaError_t shoal_cu_rope_attention(const float *q, const float *k, const float 
 {
     float *part = (float *)scratch;
     int *ticket = (int *)(part + (size_t)n_head * (size_t)att_splits(n_ctx) * (size_t)(head_dim + 2));
-    /* head dimension 64 (SmolLM2, Llama 3.2 1B): the tiled kernel, 1.08x decode on the 1B F16 shape
-     * and 1.17x on the SmolLM2 shape (H100, bench/RESULTS-cuda-llm.md, run 26); SHOAL_CUDA_ATT_TILED=0
-     * keeps the general one, for experiments */
+    /* head dimensions 64 (SmolLM2, Llama 3.2 1B) and 128 (Llama 3.2 3B, 3.1 8B): the tiled kernel,
+     * 1.08x decode on the 1B F16 shape and 1.17x on the SmolLM2 shape (H100, bench/RESULTS-cuda-llm.md,
+     * run 26); SHOAL_CUDA_ATT_TILED=0 keeps the general one, for experiments */
     static const bool tiled = !(getenv("SHOAL_CUDA_ATT_TILED") && !strcmp(getenv("SHOAL_CUDA_ATT_TILED"), "0"));
+    const dim3 grid((unsigned)n_head, (unsigned)att_splits(n_ctx));
     if (head_dim == 64 && tiled)
-        return launch(rope_attention64_kernel, dim3((unsigned)n_head, (unsigned)att_splits(n_ctx)), dim3(ATT_THREADS), 0,
-                      s, q, k, v, kcache, vcache, inv_freq, pos, out, n_head, n_kv, rope_dim, part, ticket, att_chunk());
+        return launch(rope_attention_tiled_kernel<64>, grid, dim3(ATT_THREADS), 0, s, q, k, v, kcache, vcache, inv_freq,
+                      pos, out, n_head, n_kv, rope_dim, part, ticket, att_chunk());
+    if (head_dim == 128 && tiled)
+        return launch(rope_attention_tiled_kernel<128>, grid, dim3(ATT_THREADS), 0, s, q, k, v, kcache, vcache, inv_freq,
+                      pos, out, n_head, n_kv, rope_dim, part, ticket, att_chunk());
     return launch(rope_attention_kernel, dim3((unsigned)n_head, (unsigned)att_splits(n_ctx)), dim3(ATT_THREADS),
                   rope_attention_smem(head_dim, n_ctx), s, q, k, v, kcache, vcache, inv_freq, pos, out, n_head, n_kv,
                   head_dim, rope_dim, part, ticket, att_chunk());
