@@ -74,6 +74,35 @@ __device__ __forceinline__ float block_sum(float v, float *sh)
     return warp_sum(v);
 }
 
+/* Threads of an attention block (decode and the one-block-per-query prefill kernel). */
+constexpr int ATT_THREADS = 256;
+
+/* The unnormalised softmax of sc[0, n) in place: the block's maximum from each thread's own
+ * maximum mx (over the positions it wrote), sc[p] = exp(sc[p] - max), and the block-wide sum,
+ * returned to every thread with the writes ordered before later reads. red: 32 floats. */
+__device__ __forceinline__ float block_softmax(float mx, float *sc, int n, float *red, float *max_out = nullptr)
+{
+    const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    if (lane == 0)
+        red[wid] = mx;
+    __syncthreads();
+    mx = -INFINITY;
+    for (int i = 0; i < nw; i++)
+        mx = fmaxf(mx, red[i]);
+    if (max_out)
+        *max_out = mx;
+    float l = 0.0f;
+    for (int p = threadIdx.x; p < n; p += blockDim.x) {
+        const float e = expf(sc[p] - mx);
+        sc[p] = e;
+        l += e;
+    }
+    return block_sum(l, red);
+}
+
 /* Launches a kernel on s, with programmatic dependent launch when enabled for this thread's
  * launches (shoal_cu_set_pdl). */
 template <typename... P, typename... A>

@@ -49,6 +49,9 @@ cudaError_t shoal_cu_attention(const float *q, const float *kcache, const float 
  * bytes of device memory whose last n_head ints are zero (the launch leaves them so); one launch
  * at a time per scratch. */
 size_t shoal_cu_rope_attention_scratch(int n_head, int head_dim, int n_ctx);
+/* Raises rope_attention's shared memory limit on the current device for n_ctx positions (called
+ * by shoal_cu_attention_prepare). */
+cudaError_t shoal_cu_rope_attention_prepare(int n_ctx);
 cudaError_t shoal_cu_rope_attention(const float *q, const float *k, const float *v, float *kcache, float *vcache,
                                     const float *inv_freq, const int32_t *pos, float *out, int n_head, int n_kv,
                                     int head_dim, int rope_dim, int n_ctx, void *scratch, cudaStream_t s);
