@@ -34,6 +34,39 @@ __device__ __forceinline__ float v_weighted(const float *vcol, const float *sc, 
     return acc;
 }
 
+/* The rotation of pair t of this position (identity past rope_dim or hd / 2): the angle in double,
+ * as rope_store_kernel and the CPU take it, so the rotated floats are the same. */
+__device__ __forceinline__ void rope_angle(int pos, const float *__restrict__ inv_freq, int t, int hd, int rope_dim,
+                                           float &c, float &s)
+{
+    c = 1.0f, s = 0.0f;
+    if (2 * t < rope_dim && t < hd / 2) {
+        double sn, cs;
+        sincos((double)pos * (double)inv_freq[t], &sn, &cs);
+        c = (float)cs, s = (float)sn;
+    }
+}
+
+/* Thread t < hd / 2: pair t of query head h and of kv head kvh's new k, rotated by (c, s) from
+ * rope_angle, and of the new v, into shared qs, kcur and vcur. */
+__device__ __forceinline__ void stage_current(const float *__restrict__ q, const float *__restrict__ k,
+                                              const float *__restrict__ v, int h, int kvh, int hd, int rope_dim,
+                                              float c, float s, float *qs, float *kcur, float *vcur)
+{
+    const int t = threadIdx.x;
+    if (t >= hd / 2)
+        return;
+    const float *qh = q + (size_t)h * hd, *kh = k + (size_t)kvh * hd, *vh = v + (size_t)kvh * hd;
+    const float a = qh[2 * t], b = qh[2 * t + 1], ka = kh[2 * t], kb = kh[2 * t + 1];
+    if (2 * t < rope_dim) {
+        qs[2 * t] = a * c - b * s, qs[2 * t + 1] = a * s + b * c;
+        kcur[2 * t] = ka * c - kb * s, kcur[2 * t + 1] = ka * s + kb * c;
+    } else {
+        qs[2 * t] = a, qs[2 * t + 1] = b, kcur[2 * t] = ka, kcur[2 * t + 1] = kb;
+    }
+    vcur[2 * t] = vh[2 * t], vcur[2 * t + 1] = vh[2 * t + 1];
+}
+
 /* The end of a decode attention block (h, s) = (blockIdx.x, blockIdx.y) whose head has n_split
  * chunks of positions: with one, thread t < hd writes the head's output dimension t (sum / l);
  * with several, the block publishes its chunk's maximum score m, sum of exponentials l and
@@ -118,12 +151,8 @@ __global__ void __launch_bounds__(ATT_THREADS) rope_attention_kernel(const float
      * position's rotation (hd / 2 <= T: one pair a thread), and this chunk's cached rows of the kv
      * head pulled into L2, split between the heads of its group, while Q/K/V still streams; the
      * loads after the wait then come from L2, not HBM (bench/RESULTS-cuda-llm.md, run 15). */
-    float rot_c = 1.0f, rot_s = 0.0f;
-    if (2 * t < rope_dim && t < hd / 2) {
-        double sn, cs;
-        sincos((double)pos * (double)inv_freq[t], &sn, &cs);
-        rot_c = (float)cs, rot_s = (float)sn;
-    }
+    float rot_c, rot_s;
+    rope_angle(pos, inv_freq, t, hd, rope_dim, rot_c, rot_s);
     const int lines = (hd * (int)sizeof(float) + 127) / 128, per_row = 2 * lines, cached = (p1 < pos ? p1 : pos) - p0;
     for (int i = (h % group) * T + t; i < cached * per_row; i += group * T) {
         const int p = p0 + i / per_row, r = i % per_row;
@@ -132,19 +161,7 @@ __global__ void __launch_bounds__(ATT_THREADS) rope_attention_kernel(const float
     }
     pdl_wait_then_release();
     float *qs = smem, *kcur = qs + hd, *vcur = kcur + hd, *sc = vcur + hd, *part = sc + (p1 - p0);
-    const float *qh = q + (size_t)h * hd, *kh = k + (size_t)kvh * hd, *vh = v + (size_t)kvh * hd;
-    if (t < hd / 2) {
-        const int i = t;
-        float a = qh[2 * i], b = qh[2 * i + 1], ka = kh[2 * i], kb = kh[2 * i + 1];
-        if (2 * i < rope_dim) {
-            const float c = rot_c, s = rot_s;
-            qs[2 * i] = a * c - b * s, qs[2 * i + 1] = a * s + b * c;
-            kcur[2 * i] = ka * c - kb * s, kcur[2 * i + 1] = ka * s + kb * c;
-        } else {
-            qs[2 * i] = a, qs[2 * i + 1] = b, kcur[2 * i] = ka, kcur[2 * i + 1] = kb;
-        }
-        vcur[2 * i] = vh[2 * i], vcur[2 * i + 1] = vh[2 * i + 1];
-    }
+    stage_current(q, k, v, h, kvh, hd, rope_dim, rot_c, rot_s, qs, kcur, vcur);
     __syncthreads();
     if (h % group == 0 && sp == 0) {
         float *krow = kc + (size_t)pos * kv_dim + (size_t)kvh * hd, *vrow = vc + (size_t)pos * kv_dim + (size_t)kvh * hd;
@@ -234,12 +251,8 @@ __global__ void __launch_bounds__(ATT_THREADS, 2) rope_attention_tiled_kernel(co
     const int n_split = (n + chunk - 1) / chunk, p0 = sp * chunk, p1 = p0 + chunk < n ? p0 + chunk : n;
     if (sp >= n_split)
         return;
-    float rot_c = 1.0f, rot_s = 0.0f;
-    if (2 * t < rope_dim && t < HD / 2) {
-        double sn, cs;
-        sincos((double)pos * (double)inv_freq[t], &sn, &cs);
-        rot_c = (float)cs, rot_s = (float)sn;
-    }
+    float rot_c, rot_s;
+    rope_angle(pos, inv_freq, t, HD, rope_dim, rot_c, rot_s);
     const int hi = p1 < pos ? p1 : pos; // cached positions of this chunk: [p0, hi)
     const float *kbase = kc + (size_t)kvh * HD, *vbase = vc + (size_t)kvh * HD;
     constexpr int LINES = HD * 4 / 128; // 128-byte lines a row
@@ -269,17 +282,7 @@ __global__ void __launch_bounds__(ATT_THREADS, 2) rope_attention_tiled_kernel(co
         }
     };
     load_k(p0);
-    if (t < HD / 2) {
-        const float *qh = q + (size_t)h * HD, *kh = k + (size_t)kvh * HD, *vh = v + (size_t)kvh * HD;
-        const float a = qh[2 * t], b = qh[2 * t + 1], ka = kh[2 * t], kb = kh[2 * t + 1];
-        if (2 * t < rope_dim) {
-            qs[2 * t] = a * rot_c - b * rot_s, qs[2 * t + 1] = a * rot_s + b * rot_c;
-            kcur[2 * t] = ka * rot_c - kb * rot_s, kcur[2 * t + 1] = ka * rot_s + kb * rot_c;
-        } else {
-            qs[2 * t] = a, qs[2 * t + 1] = b, kcur[2 * t] = ka, kcur[2 * t + 1] = kb;
-        }
-        vcur[2 * t] = vh[2 * t], vcur[2 * t + 1] = vh[2 * t + 1];
-    }
+    stage_current(q, k, v, h, kvh, HD, rope_dim, rot_c, rot_s, qs, kcur, vcur);
     __syncthreads();
     if (h % group == 0 && sp == 0 && t < HD) {
         kc[(size_t)pos * kv_dim + (size_t)kvh * HD + t] = kcur[t];
