@@ -25,7 +25,7 @@ def label(name, grid):
     if m:
         kind = {"0": "mv", "1": "mv+=", "2": "gate/up"}[m.group(3)]
         return f"{kind}{' norm' if m.group(2) == '1' else ''} g{grid}"
-    m = re.search(r"\d+([a-z_]+_kernel)E", name)
+    m = re.search(r"\d+([a-z_]+_kernel)[EI]", name)  # I: a template's arguments follow
     return (m.group(1) if m else name[:30]) + f" g{grid}"
 ev = []
 for line in open(sys.argv[1]):
