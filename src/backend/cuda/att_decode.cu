@@ -48,10 +48,13 @@ __device__ __forceinline__ void rope_angle(int pos, const float *__restrict__ in
 }
 
 /* Thread t < hd / 2: pair t of query head h and of kv head kvh's new k, rotated by (c, s) from
- * rope_angle, and of the new v, into shared qs, kcur and vcur. */
+ * rope_angle, and of the new v, into shared qs, kcur and vcur, and with krow (one block per kv
+ * head passes it) the k and v pairs into the cache rows krow and vrow too: no block of the launch
+ * reads those rows from the cache. */
 __device__ __forceinline__ void stage_current(const float *__restrict__ q, const float *__restrict__ k,
                                               const float *__restrict__ v, int h, int kvh, int hd, int rope_dim,
-                                              float c, float s, float *qs, float *kcur, float *vcur)
+                                              float c, float s, float *qs, float *kcur, float *vcur, float *krow,
+                                              float *vrow)
 {
     const int t = threadIdx.x;
     if (t >= hd / 2)
@@ -65,6 +68,34 @@ __device__ __forceinline__ void stage_current(const float *__restrict__ q, const
         qs[2 * t] = a, qs[2 * t + 1] = b, kcur[2 * t] = ka, kcur[2 * t + 1] = kb;
     }
     vcur[2 * t] = vh[2 * t], vcur[2 * t + 1] = vh[2 * t + 1];
+    if (krow) {
+        krow[2 * t] = kcur[2 * t], krow[2 * t + 1] = kcur[2 * t + 1];
+        vrow[2 * t] = vcur[2 * t], vrow[2 * t + 1] = vcur[2 * t + 1];
+    }
+}
+
+/* Block (h, sp)'s chunk [p0, p1) of positions [0, n) and its head's number of chunks: chunk_min
+ * positions each, or n / gridDim.y rounded up to a multiple of tile once gridDim.y chunks of
+ * chunk_min would not hold them. */
+__device__ __forceinline__ void chunk_of(int n, int chunk_min, int tile, int &n_split, int &p0, int &p1)
+{
+    const int splits = (int)gridDim.y, spread = (n + splits - 1) / splits;
+    const int chunk = n > chunk_min * splits ? (spread + tile - 1) / tile * tile : chunk_min;
+    n_split = (n + chunk - 1) / chunk, p0 = (int)blockIdx.y * chunk, p1 = p0 + chunk < n ? p0 + chunk : n;
+}
+
+/* Before the wait: the cached K and V rows [p0, hi) of a kv head (kbase, vbase: its part of row 0)
+ * pulled into L2, split between the group query heads that read them (share: this block's), so
+ * the loads after the wait come from L2, not HBM (bench/RESULTS-cuda-llm.md, run 15). */
+__device__ __forceinline__ void prefetch_rows(const float *kbase, const float *vbase, int kv_dim, int hd, int p0, int hi,
+                                              int share, int group)
+{
+    const int lines = (hd * (int)sizeof(float) + 127) / 128, per_row = 2 * lines, T = blockDim.x;
+    for (int i = share * T + (int)threadIdx.x; i < (hi - p0) * per_row; i += group * T) {
+        const int p = p0 + i / per_row, r = i % per_row;
+        const float *row = (r < lines ? kbase : vbase) + (size_t)p * kv_dim;
+        asm volatile("prefetch.global.L2 [%0];" ::"l"((const char *)row + (r % lines) * 128));
+    }
 }
 
 /* The end of a decode attention block (h, s) = (blockIdx.x, blockIdx.y) whose head has n_split
@@ -142,32 +173,25 @@ __global__ void __launch_bounds__(ATT_THREADS) rope_attention_kernel(const float
     __shared__ float red[32];
     const int h = blockIdx.x, sp = blockIdx.y, group = n_head / n_kv, kvh = h / group, kv_dim = n_kv * hd;
     const int pos = *posp, n = pos + 1, t = threadIdx.x, T = blockDim.x;
-    const int chunk = n > chunk_min * (int)gridDim.y ? (n + (int)gridDim.y - 1) / (int)gridDim.y : chunk_min;
-    const int n_split = (n + chunk - 1) / chunk, p0 = sp * chunk, p1 = p0 + chunk < n ? p0 + chunk : n;
+    int n_split, p0, p1;
+    chunk_of(n, chunk_min, 1, n_split, p0, p1);
     if (sp >= n_split)
         return; // nothing of this context falls in this chunk yet (exiting lets dependents launch)
     /* Before waiting for Q/K/V, what does not depend on them: the position was written before the
      * predecessor started and the cache rows of earlier positions by earlier steps. So: this
      * position's rotation (hd / 2 <= T: one pair a thread), and this chunk's cached rows of the kv
-     * head pulled into L2, split between the heads of its group, while Q/K/V still streams; the
-     * loads after the wait then come from L2, not HBM (bench/RESULTS-cuda-llm.md, run 15). */
+     * head pulled into L2 while Q/K/V still streams. */
     float rot_c, rot_s;
     rope_angle(pos, inv_freq, t, hd, rope_dim, rot_c, rot_s);
-    const int lines = (hd * (int)sizeof(float) + 127) / 128, per_row = 2 * lines, cached = (p1 < pos ? p1 : pos) - p0;
-    for (int i = (h % group) * T + t; i < cached * per_row; i += group * T) {
-        const int p = p0 + i / per_row, r = i % per_row;
-        const float *row = (r < lines ? kc : vc) + (size_t)p * kv_dim + (size_t)kvh * hd;
-        asm volatile("prefetch.global.L2 [%0];" ::"l"((const char *)row + (r % lines) * 128));
-    }
+    const int hi = p1 < pos ? p1 : pos; // the cached positions of this chunk end here
+    prefetch_rows(kc + (size_t)kvh * hd, vc + (size_t)kvh * hd, kv_dim, hd, p0, hi, h % group, group);
     pdl_wait_then_release();
     float *qs = smem, *kcur = qs + hd, *vcur = kcur + hd, *sc = vcur + hd, *part = sc + (p1 - p0);
-    stage_current(q, k, v, h, kvh, hd, rope_dim, rot_c, rot_s, qs, kcur, vcur);
+    const bool store = h % group == 0 && sp == 0;
+    const size_t row = (size_t)pos * kv_dim + (size_t)kvh * hd;
+    stage_current(q, k, v, h, kvh, hd, rope_dim, rot_c, rot_s, qs, kcur, vcur, store ? kc + row : nullptr,
+                  store ? vc + row : nullptr);
     __syncthreads();
-    if (h % group == 0 && sp == 0) {
-        float *krow = kc + (size_t)pos * kv_dim + (size_t)kvh * hd, *vrow = vc + (size_t)pos * kv_dim + (size_t)kvh * hd;
-        for (int i = t; i < hd; i += T)
-            krow[i] = kcur[i], vrow[i] = vcur[i];
-    }
     const float scale = rsqrtf((float)hd);
     float mx = -INFINITY;
     for (int p = p0 + t; p < p1; p += T) {
@@ -195,7 +219,6 @@ __global__ void __launch_bounds__(ATT_THREADS) rope_attention_kernel(const float
     float acc = 0.0f;
     if (g < groups) {
         const float *vcol = vc + (size_t)kvh * hd + d;
-        const int hi = p1 < pos ? p1 : pos; // the cached positions of this chunk end here
         int p = p0 + g;
         for (; p + 15 * groups < hi; p += 16 * groups) // sixteen loads in flight per thread
             acc = v_weighted<16>(vcol, sc, p, p0, groups, kv_dim, acc);
@@ -246,21 +269,15 @@ __global__ void __launch_bounds__(ATT_THREADS, 2) rope_attention_tiled_kernel(co
     const int h = blockIdx.x, sp = blockIdx.y, group = n_head / n_kv, kvh = h / group, kv_dim = n_kv * HD;
     const int pos = *posp, n = pos + 1, t = threadIdx.x;
     // past chunk_min x gridDim.y positions, chunks of whole tiles: fewer blocks, no short last tile
-    const int spread = (n + (int)gridDim.y - 1) / (int)gridDim.y;
-    const int chunk = n > chunk_min * (int)gridDim.y ? (spread + TP - 1) / TP * TP : chunk_min;
-    const int n_split = (n + chunk - 1) / chunk, p0 = sp * chunk, p1 = p0 + chunk < n ? p0 + chunk : n;
+    int n_split, p0, p1;
+    chunk_of(n, chunk_min, TP, n_split, p0, p1);
     if (sp >= n_split)
         return;
     float rot_c, rot_s;
     rope_angle(pos, inv_freq, t, HD, rope_dim, rot_c, rot_s);
     const int hi = p1 < pos ? p1 : pos; // cached positions of this chunk: [p0, hi)
     const float *kbase = kc + (size_t)kvh * HD, *vbase = vc + (size_t)kvh * HD;
-    constexpr int LINES = HD * 4 / 128; // 128-byte lines a row
-    for (int i = (h % group) * ATT_THREADS + t; i < (hi - p0) * 2 * LINES; i += group * ATT_THREADS) {
-        const int p = p0 + i / (2 * LINES), r = i % (2 * LINES);
-        asm volatile("prefetch.global.L2 [%0];" ::"l"((const char *)((r < LINES ? kbase : vbase) + (size_t)p * kv_dim) +
-                                                      (r % LINES) * 128));
-    }
+    prefetch_rows(kbase, vbase, kv_dim, HD, p0, hi, h % group, group);
     pdl_wait_then_release();
     const int kp = t >> 2, kq = t & 3; // scores: positions kp, kp + KP, .. of a tile; dimensions HD / 4 x kq ..
     const int vd = t % VT, vp = t / VT; // V: dimensions 4 vd .. 4 vd + 3; positions vp, vp + VP, ..
@@ -282,12 +299,11 @@ __global__ void __launch_bounds__(ATT_THREADS, 2) rope_attention_tiled_kernel(co
         }
     };
     load_k(p0);
-    stage_current(q, k, v, h, kvh, HD, rope_dim, rot_c, rot_s, qs, kcur, vcur);
+    const bool store = h % group == 0 && sp == 0;
+    const size_t row = (size_t)pos * kv_dim + (size_t)kvh * HD;
+    stage_current(q, k, v, h, kvh, HD, rope_dim, rot_c, rot_s, qs, kcur, vcur, store ? kc + row : nullptr,
+                  store ? vc + row : nullptr);
     __syncthreads();
-    if (h % group == 0 && sp == 0 && t < HD) {
-        kc[(size_t)pos * kv_dim + (size_t)kvh * HD + t] = kcur[t];
-        vc[(size_t)pos * kv_dim + (size_t)kvh * HD + t] = vcur[t];
-    }
     const float scale = rsqrtf((float)HD);
     float m_run = -INFINITY, l_run = 0.0f;
     float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
@@ -407,8 +423,7 @@ cudaError_t shoal_cu_rope_attention(const float *q, const float *k, const float 
     if (head_dim == 128 && tiled)
         return launch(rope_attention_tiled_kernel<128>, grid, dim3(ATT_THREADS), 0, s, q, k, v, kcache, vcache, inv_freq,
                       pos, out, n_head, n_kv, rope_dim, part, ticket, att_chunk());
-    return launch(rope_attention_kernel, dim3((unsigned)n_head, (unsigned)att_splits(n_ctx)), dim3(ATT_THREADS),
-                  rope_attention_smem(head_dim, n_ctx), s, q, k, v, kcache, vcache, inv_freq, pos, out, n_head, n_kv,
+    return launch(rope_attention_kernel, grid, dim3(ATT_THREADS), rope_attention_smem(head_dim, n_ctx), s, q, k, v, kcache, vcache, inv_freq, pos, out, n_head, n_kv,
                   head_dim, rope_dim, part, ticket, att_chunk());
 }
 
