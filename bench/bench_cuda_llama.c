@@ -89,7 +89,6 @@ static double decode_tps(shoal_cuda_llama_ctx_t *c, int depth, int gen, int reps
     return m;
 }
 
-/* Median prefill tokens/s of `prompt` tokens from an empty cache (at most 16 repetitions). */
 /* The prompt every prefill row evaluates (the caller frees it). */
 static int32_t *prefill_ids(int prompt)
 {
@@ -98,6 +97,8 @@ static int32_t *prefill_ids(int prompt)
         pt[i] = (i * 13 + 5) % 200;
     return pt;
 }
+
+/* Median prefill tokens/s of `prompt` tokens from an empty cache (at most 16 repetitions). */
 
 static double prefill_tps(shoal_cuda_llama_ctx_t *c, const int32_t *pt, int prompt, float *logits, int reps)
 {

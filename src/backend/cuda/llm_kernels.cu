@@ -1,7 +1,7 @@
 /* llm_kernels.cu — the kernels of the Llama forward pass on CUDA: weight-streaming matvecs for
  * F16, BF16, Q8_0, Q4_0, Q4_1 (dequantised in registers, fp32 accumulation), the embedding
- * lookup, RMSNorm, RoPE + cache store, attention (the fused decode one is in att_decode.cu), SwiGLU, argmax, and the dequantisation that
- * feeds batched prefill's SGEMM. The per-token kernels take a batch dimension in blockIdx.y
+ * lookup, RMSNorm, RoPE + cache store, attention (the fused decode path's is in att_decode.cu),
+ * SwiGLU, argmax, and the dequantisation that feeds batched prefill's SGEMM. The per-token kernels take a batch dimension in blockIdx.y
  * (prefill); decode launches them with one.
  *
  * Matvec, the reference (matvec_kernel): decode is bound by weight bytes, so one warp owns one row
@@ -201,7 +201,6 @@ __global__ void rope_store_kernel(float *__restrict__ q, const float *__restrict
 
 /* One block per query head. Scores for every position go to shared memory; softmax; then each
  * thread sums one output dimension over a strided subset of positions and the subsets merge. */
-
 __global__ void __launch_bounds__(ATT_THREADS) attention_kernel(const float *__restrict__ q, const float *__restrict__ kc,
                                                                const float *__restrict__ vc,
                                                                const int32_t *__restrict__ posp, float *__restrict__ out,

@@ -316,8 +316,8 @@ cudaError_t launch_rows_r(const mv3 &p, const float *x, const float *norm_w, flo
         warps = mv_warps_override();
     const int groups = (rows + R - 1) / R;
     auto k = mv_rows_kernel<TYPE, NORM, MODE, R, UN>;
-    const unsigned grid = resident_grid(k, warps * 32, groups);
-    return launch(k, dim3(grid), dim3((unsigned)warps * 32), 0, s, p, x, norm_w, eps, n_in, rows);
+    return launch(k, dim3(resident_grid(k, warps * 32, groups)), dim3((unsigned)warps * 32), 0, s, p, x, norm_w, eps,
+                  n_in, rows);
 }
 
 template <int TYPE, bool NORM, int MODE>
