@@ -47,14 +47,14 @@ __device__ __forceinline__ void rope_angle(int pos, const float *__restrict__ in
     }
 }
 
-/* Thread t < hd / 2: pair t of query head h and of kv head kvh's new k, rotated by (c, s) from
- * rope_angle, and of the new v, into shared qs, kcur and vcur, and with krow (one block per kv
- * head passes it) the k and v pairs into the cache rows krow and vrow too: no block of the launch
- * reads those rows from the cache. */
+/* Thread t < hd / 2: pair t of query head h (of a group sharing kv head kvh) and of kvh's new k,
+ * rotated by (c, s) from rope_angle, and of the new v, into shared qs, kcur and vcur. Block (h, 0)
+ * of the group's first head also stores the k and v pairs into row pos of the caches: no block of
+ * the launch reads that row from the cache. */
 __device__ __forceinline__ void stage_current(const float *__restrict__ q, const float *__restrict__ k,
-                                              const float *__restrict__ v, int h, int kvh, int hd, int rope_dim,
-                                              float c, float s, float *qs, float *kcur, float *vcur, float *krow,
-                                              float *vrow)
+                                              const float *__restrict__ v, int h, int group, int kvh, int hd,
+                                              int rope_dim, float c, float s, float *qs, float *kcur, float *vcur,
+                                              float *__restrict__ kc, float *__restrict__ vc, int pos, int kv_dim)
 {
     const int t = threadIdx.x;
     if (t >= hd / 2)
@@ -68,7 +68,8 @@ __device__ __forceinline__ void stage_current(const float *__restrict__ q, const
         qs[2 * t] = a, qs[2 * t + 1] = b, kcur[2 * t] = ka, kcur[2 * t + 1] = kb;
     }
     vcur[2 * t] = vh[2 * t], vcur[2 * t + 1] = vh[2 * t + 1];
-    if (krow) {
+    if (h % group == 0 && blockIdx.y == 0) {
+        float *krow = kc + (size_t)pos * kv_dim + (size_t)kvh * hd, *vrow = vc + (size_t)pos * kv_dim + (size_t)kvh * hd;
         krow[2 * t] = kcur[2 * t], krow[2 * t + 1] = kcur[2 * t + 1];
         vrow[2 * t] = vcur[2 * t], vrow[2 * t + 1] = vcur[2 * t + 1];
     }
@@ -187,10 +188,7 @@ __global__ void __launch_bounds__(ATT_THREADS) rope_attention_kernel(const float
     prefetch_rows(kc + (size_t)kvh * hd, vc + (size_t)kvh * hd, kv_dim, hd, p0, hi, h % group, group);
     pdl_wait_then_release();
     float *qs = smem, *kcur = qs + hd, *vcur = kcur + hd, *sc = vcur + hd, *part = sc + (p1 - p0);
-    const bool store = h % group == 0 && sp == 0;
-    const size_t row = (size_t)pos * kv_dim + (size_t)kvh * hd;
-    stage_current(q, k, v, h, kvh, hd, rope_dim, rot_c, rot_s, qs, kcur, vcur, store ? kc + row : nullptr,
-                  store ? vc + row : nullptr);
+    stage_current(q, k, v, h, group, kvh, hd, rope_dim, rot_c, rot_s, qs, kcur, vcur, kc, vc, pos, kv_dim);
     __syncthreads();
     const float scale = rsqrtf((float)hd);
     float mx = -INFINITY;
@@ -299,10 +297,7 @@ __global__ void __launch_bounds__(ATT_THREADS, 2) rope_attention_tiled_kernel(co
         }
     };
     load_k(p0);
-    const bool store = h % group == 0 && sp == 0;
-    const size_t row = (size_t)pos * kv_dim + (size_t)kvh * HD;
-    stage_current(q, k, v, h, kvh, HD, rope_dim, rot_c, rot_s, qs, kcur, vcur, store ? kc + row : nullptr,
-                  store ? vc + row : nullptr);
+    stage_current(q, k, v, h, group, kvh, HD, rope_dim, rot_c, rot_s, qs, kcur, vcur, kc, vc, pos, kv_dim);
     __syncthreads();
     const float scale = rsqrtf((float)HD);
     float m_run = -INFINITY, l_run = 0.0f;
